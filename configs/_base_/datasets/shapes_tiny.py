@@ -1,0 +1,31 @@
+# The embedded default dataset (mim_zoo/datasets.py): 10 shape classes, 32x32 JPEGs in ImageNet's folder layout,
+# generated on first use by tools/train.py (see `generate_shapes` below) into data/generated/shapes32.
+from mmcv.transforms import LoadImageFromFile, RandomFlip
+from mmengine.dataset import DefaultSampler, default_collate
+from mmpretrain.datasets import CustomDataset, PackInputs, RandomResizedCrop
+from mmpretrain.models import SelfSupDataPreprocessor
+
+data_root = "data/generated/shapes32/"
+img_size = 32
+batch_per_gpu = 16
+# tools/train.py writes the dataset if it is missing (deterministic for these arguments).
+generate_shapes = dict(root=data_root, num_train_per_class=200, num_val_per_class=50, size=img_size, seed=0)
+
+data_preprocessor = dict(
+    type=SelfSupDataPreprocessor, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True
+)
+train_pipeline = [
+    dict(type=LoadImageFromFile),
+    dict(type=RandomResizedCrop, scale=img_size, crop_ratio_range=(0.5, 1.0), backend="pillow",
+         interpolation="bicubic"),
+    dict(type=RandomFlip, prob=0.5),
+    dict(type=PackInputs),
+]
+train_dataloader = dict(
+    batch_size=batch_per_gpu,
+    num_workers=0,
+    drop_last=True,
+    sampler=dict(type=DefaultSampler, shuffle=True),
+    collate_fn=dict(type=default_collate),
+    dataset=dict(type=CustomDataset, data_root=data_root, data_prefix="train", pipeline=train_pipeline),
+)

@@ -1,0 +1,62 @@
+"""Pretrain (or train any mim_zoo config) with mmengine's Runner.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    bash tools/dist_train.sh CONFIG GPUS [...]        # torchrun, one machine
+    bash tools/slurm_train.sh PARTITION JOB CONFIG GPUS [...]
+
+Logs (progress, ETA, losses, lr) go to the console, to ``WORK_DIR/<timestamp>/<timestamp>.log`` and to TensorBoard
+(``WORK_DIR/<timestamp>/vis_data``); the resolved config is saved as ``WORK_DIR/<config name>.py`` and checkpoints
+as ``WORK_DIR/epoch_N.pth`` (plus ``last_checkpoint``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+import mim_zoo  # noqa: E402,F401  (registers the plugins, applies the compatibility fixes)
+from mim_zoo.runtime import prepare_config  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a mim_zoo config with mmengine's Runner")
+    parser.add_argument("config", help="config file, e.g. configs/mae/vitb_800e.py")
+    parser.add_argument("--work-dir", help="where logs and checkpoints go (default: work_dirs/<config name>)")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None,
+                        help="resume from CKPT, or with no value from the latest checkpoint in the work dir")
+    parser.add_argument("--amp", action="store_true", help="automatic mixed precision (needs a CUDA device)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
+                        help="override config entries, e.g. train_cfg.max_epochs=10 model.masking.ratio=0.6")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if not osp.isfile(args.config):
+        sys.exit(f"error: config file {args.config!r} does not exist (configs live under configs/<algorithm>/)")
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join(
+        "work_dirs", osp.splitext(osp.relpath(args.config, "configs"))[0].replace(os.sep, "_"))
+    try:
+        prepare_config(cfg, amp=args.amp, resume=args.resume)
+        runner = Runner.from_cfg(cfg)
+    except (ValueError, KeyError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
+        sys.exit(f"error: {err}")
+    runner.train()
+
+
+if __name__ == "__main__":
+    main()
