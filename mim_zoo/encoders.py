@@ -2,7 +2,7 @@
 
 The adapter owns nothing but the glue MIM needs: patchify, embed (patch tokens + positions), encode only the
 visible tokens, return chosen block outputs, and run the full image for momentum/teacher targets. Parameters live
-in the wrapped timm model (``self.vit``) under timm's own names, so :meth:`ViTEncoder.export_timm` is a plain timm
+in the wrapped timm model (``self.vit``) under timm's own names, so :meth:`ViTEncoder.export_state_dict` is a plain timm
 state dict that ``timm.create_model(arch, num_classes=0)`` loads with no missing key.
 
 MAE details (facebookresearch/mae ``models_mae.py``, ``util/pos_embed.py``): fixed 2-D sin-cos positional
