@@ -38,6 +38,30 @@ def allow_mmengine_checkpoints() -> None:
     torch.serialization.add_safe_globals(allowed)
 
 
+def allow_cpu_distributed() -> None:
+    """Let ``--launcher pytorch`` (torchrun) start gloo process groups on machines without CUDA.
+
+    Upstream problem: mmengine 0.10.7 ``mmengine.dist.utils._init_dist_pytorch`` calls
+    ``torch.cuda.set_device(local_rank)`` before ``init_process_group``; without an NVIDIA driver that raises
+    "Found no NVIDIA driver on your system", so multi-process CPU training (the distributed tests, debugging on a
+    laptop) cannot start. Fix: without CUDA, skip ``set_device`` and call ``init_process_group`` as mmengine would;
+    with CUDA (or a non-torch init backend) mmengine's function runs unchanged.
+    """
+    from mmengine.dist import utils as dist_utils
+
+    upstream = dist_utils._init_dist_pytorch
+    if getattr(upstream, "_mim_zoo_cpu_fix", False):
+        return
+
+    def init_dist_pytorch(backend: str, init_backend: str = "torch", **kwargs: object) -> None:
+        if torch.cuda.is_available() or init_backend != "torch":
+            return upstream(backend, init_backend=init_backend, **kwargs)
+        torch.distributed.init_process_group(backend=backend, **kwargs)
+
+    init_dist_pytorch._mim_zoo_cpu_fix = True  # type: ignore[attr-defined]
+    dist_utils._init_dist_pytorch = init_dist_pytorch
+
+
 def load_trusted(path: str, map_location: str | torch.device = "cpu") -> object:
     """``torch.load`` with ``weights_only=False``, for files you trust (e.g. official checkpoints that pickle
     ``argparse.Namespace``). Never call this on files from an unknown source: unpickling can run code."""
@@ -50,4 +74,5 @@ def apply() -> None:
     if _applied:
         return
     allow_mmengine_checkpoints()
+    allow_cpu_distributed()
     _applied = True

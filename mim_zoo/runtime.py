@@ -13,8 +13,8 @@ import torch
 from mmengine.config import Config
 
 from .datasets import make_shapes_dataset
-
-IMAGENET_LAYOUT = "DATA_ROOT/train/<class>/<image>.JPEG (ImageNet's folder layout; one folder per class)"
+from .reliability import find_resume_checkpoint
+from .validation import check_config_types, check_image_folder, drop_disabled_hooks
 
 
 def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) -> Config:
@@ -25,6 +25,8 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
         amp: switch to mmengine's ``AmpOptimWrapper`` (CUDA only).
         resume: ``"auto"`` (latest checkpoint of the work dir), a checkpoint path, or ``None``.
     """
+    check_config_types(cfg)
+    drop_disabled_hooks(cfg)
     if cfg.get("generate_shapes"):
         make_shapes_dataset(**cfg.generate_shapes)
     _check_data_root(cfg)
@@ -39,12 +41,23 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
             if not osp.isfile(resume):
                 raise FileNotFoundError(f"--resume: checkpoint {resume!r} does not exist")
             cfg.load_from = resume
-        else:
-            cfg.load_from = None  # the Runner finds WORK_DIR/last_checkpoint
-    if not torch.cuda.is_available() and cfg.get("env_cfg", {}).get("dist_cfg", {}).get("backend") == "nccl":
-        cfg.env_cfg.dist_cfg.backend = "gloo"
+        else:  # last_checkpoint if complete, else the newest complete checkpoint; None: nothing saved yet
+            cfg.load_from = find_resume_checkpoint(cfg.work_dir)
+            cfg.resume = cfg.load_from is not None
+    if not torch.cuda.is_available():
+        _adapt_to_cpu(cfg)
     _check_batch_size(cfg)
     return cfg
+
+
+def _adapt_to_cpu(cfg: Config) -> None:
+    """Multi-process training without CUDA (tests, debugging): gloo, and DDP without device ids."""
+    if cfg.get("env_cfg", {}).get("dist_cfg", {}).get("backend") == "nccl":
+        cfg.env_cfg.dist_cfg.backend = "gloo"
+    if cfg.get("launcher", "none") != "none" and cfg.get("model_wrapper_cfg") is None and not cfg.get("strategy"):
+        # mmengine's default wrapper passes device_ids=[LOCAL_RANK], which torch's DDP rejects for CPU modules
+        cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False,
+                                     find_unused_parameters=cfg.get("find_unused_parameters", False))
 
 
 def _check_data_root(cfg: Config) -> None:
@@ -54,12 +67,7 @@ def _check_data_root(cfg: Config) -> None:
         return
     prefix = dataset.get("data_prefix") or dataset.get("split") or ""
     prefix = prefix.get("img_path", "") if isinstance(prefix, dict) else prefix
-    folder = osp.join(root, prefix)
-    if not osp.isdir(folder):
-        raise FileNotFoundError(
-            f"training data not found: {folder!r} is not a directory. Expected {IMAGENET_LAYOUT.replace('DATA_ROOT', root.rstrip('/'))}; "
-            "point the config at it with --cfg-options train_dataloader.dataset.data_root=/path/to/imagenet"
-        )
+    check_image_folder(root, prefix)
 
 
 def _check_batch_size(cfg: Config) -> None:

@@ -19,9 +19,11 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
 from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mim_zoo  # noqa: E402,F401  (registers the plugins, applies the compatibility fixes)
+from mim_zoo.reliability import RunAborted  # noqa: E402
 from mim_zoo.runtime import prepare_config  # noqa: E402
 
 
@@ -52,10 +54,14 @@ def main(argv: list[str] | None = None) -> None:
         "work_dirs", osp.splitext(osp.relpath(args.config, "configs"))[0].replace(os.sep, "_"))
     try:
         prepare_config(cfg, amp=args.amp, resume=args.resume)
-        runner = Runner.from_cfg(cfg)
+        runner_type = cfg.get("runner_type", Runner)  # FlexibleRunner for the FSDP / DeepSpeed configs
+        runner = (RUNNERS.get(runner_type) if isinstance(runner_type, str) else runner_type).from_cfg(cfg)
     except (ValueError, KeyError, FileNotFoundError) as err:  # bad input: one clear line, no traceback
         sys.exit(f"error: {err}")
-    runner.train()
+    try:
+        runner.train()
+    except RunAborted as err:  # NaN loss, unreadable image, unmet precondition: the message says what to do
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,13 @@
-# Runtime shared by every pretraining config: mmengine hooks, logging (console + TensorBoard), seeding.
-from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
+# Runtime shared by every pretraining config: mmengine hooks, logging (console + TensorBoard), seeding, and the
+# reliability hooks (mim_zoo/reliability.py, validation.py, visualization.py). Those are *named* default hooks rather
+# than custom_hooks, so a leaf config that assigns its own custom_hooks keeps them; switch one off with
+# `--cfg-options default_hooks.<name>=None` (tools/train.py drops it).
+from mmengine.hooks import DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
 from mmengine.visualization import LocalVisBackend, TensorboardVisBackend, Visualizer
+
+from mim_zoo.reliability import AtomicCheckpointHook, NonFiniteLossHook, RNGStateHook
+from mim_zoo.validation import CheckpointCompatHook, PreflightHook
+from mim_zoo.visualization import LossCurveHook, ReconstructionVisHook
 
 default_scope = "mim_zoo"
 
@@ -8,8 +15,15 @@ default_hooks = dict(
     timer=dict(type=IterTimerHook),
     logger=dict(type=LoggerHook, interval=50),  # progress, ETA, losses, lr
     param_scheduler=dict(type=ParamSchedulerHook),
-    checkpoint=dict(type=CheckpointHook, interval=1, max_keep_ckpts=3, save_last=True),
+    # mmengine's CheckpointHook with atomic writes, and old checkpoints deleted only after the new one is complete
+    checkpoint=dict(type=AtomicCheckpointHook, interval=1, max_keep_ckpts=3, save_last=True),
     sampler_seed=dict(type=DistSamplerSeedHook),
+    rng_state=dict(type=RNGStateHook),  # random states of every rank in each checkpoint: bit-exact --resume
+    non_finite=dict(type=NonFiniteLossHook),  # stop at the first NaN/Inf loss, naming the last good checkpoint
+    preflight=dict(type=PreflightHook),  # batch preconditions and image size, checked before the first iteration
+    checkpoint_compat=dict(type=CheckpointCompatHook),  # load_from / --resume of another model fails, listing keys
+    reconstruction_vis=dict(type=ReconstructionVisHook, interval=1),  # WORK_DIR/vis/reconstruction_epoch_N.png
+    loss_curve=dict(type=LossCurveHook, interval=1),  # WORK_DIR/vis/loss_curve.png
 )
 custom_hooks = []
 

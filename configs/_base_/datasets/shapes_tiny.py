@@ -1,9 +1,11 @@
 # The embedded default dataset (mim_zoo/datasets.py): 10 shape classes, 32x32 JPEGs in ImageNet's folder layout,
 # generated on first use by tools/train.py (see `generate_shapes` below) into data/generated/shapes32.
-from mmcv.transforms import LoadImageFromFile, RandomFlip
+from mmcv.transforms import RandomFlip
 from mmengine.dataset import DefaultSampler, default_collate
 from mmpretrain.datasets import CustomDataset, PackInputs, RandomResizedCrop
 from mmpretrain.models import SelfSupDataPreprocessor
+
+from mim_zoo.validation import CheckedLoadImage
 
 data_root = "data/generated/shapes32/"
 img_size = 32
@@ -15,7 +17,7 @@ data_preprocessor = dict(
     type=SelfSupDataPreprocessor, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True
 )
 train_pipeline = [
-    dict(type=LoadImageFromFile),
+    dict(type=CheckedLoadImage, on_corrupt="raise"),  # names an unreadable file; "skip" skips and counts
     dict(type=RandomResizedCrop, scale=img_size, crop_ratio_range=(0.5, 1.0), backend="pillow",
          interpolation="bicubic"),
     dict(type=RandomFlip, prob=0.5),
