@@ -329,9 +329,14 @@ def _scalar(value: Any) -> float:
 
 
 def _last_checkpoint_hint(runner: Any) -> str:
-    last = runner.message_hub.get_info("last_ckpt")
-    if last is None:
-        return "No checkpoint has been saved in this run yet."
+    """The checkpoint ``last_checkpoint`` points at: written only after a checkpoint is complete."""
+    pointer = osp.join(runner.work_dir, "last_checkpoint")
+    last = ""
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            last = f.read().strip()
+    if not last:
+        return "No checkpoint has been saved in this work dir yet."
     return f"The last good checkpoint is {last}; continue from it with `tools/train.py CONFIG --resume {last}`."
 
 
@@ -362,7 +367,8 @@ class NonFiniteLossHook(Hook):
         bad = [k for k, v in checkpoint.get("state_dict", {}).items()
                if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:
-            message = (f"refusing to save a checkpoint with non-finite weights at iteration {runner.iter + 1}: "
+            done = checkpoint.get("meta", {}).get("iter", runner.iter)
+            message = (f"refusing to save a checkpoint with non-finite weights after iteration {done}: "
                        f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} ({len(bad)} tensors). "
                        f"{_last_checkpoint_hint(runner)}")
             runner.logger.error(message)

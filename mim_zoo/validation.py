@@ -242,8 +242,11 @@ class PreflightHook(Hook):
             try:
                 encoder.check_input(torch.zeros(1, *sample.shape))
             except ValueError as err:
+                patch = getattr(encoder, "patch_size", None)
+                hint = (f" (an encoder's image side must be a multiple of its patch size, {patch})"
+                        if patch and any(side % patch for side in sample.shape[-2:]) else "")
                 raise RunAborted(f"the training pipeline yields {tuple(sample.shape)} images, which the encoder "
-                                 f"cannot take: {err}") from err
+                                 f"cannot take: {err}{hint}") from err
 
 
 # --- checkpoints of another algorithm or size --------------------------------------------------------------------
@@ -298,8 +301,10 @@ class CheckpointCompatHook(Hook):
         expected = {k: v for k, v in model_state.items() if k in given or not k.startswith(self.allow_missing)}
         problem = describe_state_dict_mismatch(expected, given)
         if problem:
-            source = checkpoint.get("meta", {}).get("experiment_name", "the checkpoint")
+            path = runner.cfg.get("load_from") or "the checkpoint"
+            run = checkpoint.get("meta", {}).get("experiment_name")
+            origin = f" (written by run {run!r})" if run else ""
             raise CheckpointMismatchError(
-                f"the checkpoint does not fit {type(_unwrap(runner.model)).__name__} of this config ({problem}). It "
-                f"was written by {source!r}: another algorithm or model size? Load a checkpoint of this config, or "
-                "export/convert the encoder first.")
+                f"{path}{origin} does not fit {type(_unwrap(runner.model)).__name__} of this config: {problem}. "
+                "Is it from another algorithm or model size? Load a checkpoint written with this config; an "
+                "official or exported file needs converting first (mim_zoo.converters).")

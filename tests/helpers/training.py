@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import importlib.util
 import os
 import os.path as osp
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import torch
 from mmengine.config import Config
+from mmengine.runner import Runner
 
 import mim_zoo  # noqa: F401  (the compatibility fixes: checkpoints load with weights_only=True)
+from mim_zoo.runtime import prepare_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(REPO, "tools", "train.py")
@@ -61,3 +66,36 @@ def assert_same_training_state(expected: dict, actual: dict) -> None:
             same = torch.equal(value, other) if torch.is_tensor(value) else value == other
             assert same, f"optimizer state {index}.{name} differs from the uninterrupted run"
     assert expected["param_schedulers"] == actual["param_schedulers"]
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """In-process training with one intra-op thread (as :func:`subprocess_env`), restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def build_runner(config: str, work_dir: str, options: dict | None = None, launcher: str = "none") -> Runner:
+    """A Runner for ``config`` prepared exactly as ``tools/train.py`` prepares it."""
+    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg.merge_from_dict(options or {})
+    cfg.work_dir, cfg.launcher = work_dir, launcher
+    prepare_config(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def train_cli(args: list[str]) -> str:
+    """Run ``tools/train.py``'s ``main(args)`` in this process; return its error message ("" if it finished)."""
+    spec = importlib.util.spec_from_file_location("mim_zoo_train_tool", TRAIN)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with single_thread():
+        try:
+            tool.main(args)
+        except SystemExit as exit_:
+            return str(exit_.code)
+    return ""

@@ -1,0 +1,162 @@
+"""mim_zoo/reliability.py: random states, atomic writes, resume-checkpoint lookup, checkpoint pruning order and the
+stop on non-finite losses (the kill-and-resume runs are in test_resume.py)."""
+
+from __future__ import annotations
+
+import os
+import os.path as osp
+import random
+import resource
+
+import numpy as np
+import pytest
+import torch
+from helpers.training import build_runner, single_thread
+from mmengine.hooks import Hook
+
+from mim_zoo.reliability import (
+    NonFiniteLossError,
+    capture_rng_state,
+    checkpoint_is_complete,
+    find_resume_checkpoint,
+    restore_rng_state,
+    rng_isolated,
+    write_atomic,
+)
+
+CONFIG = "configs/mae/tiny_cpu.py"
+
+
+def draws() -> tuple:
+    return random.random(), float(np.random.rand()), float(np.random.randn()), torch.rand(3).tolist()
+
+
+# --- random states -------------------------------------------------------------------------------------------------
+def test_rng_state_round_trip_through_a_weights_only_checkpoint(tmp_path) -> None:
+    torch.manual_seed(3)
+    np.random.seed(3)
+    random.seed(3)
+    np.random.randn()  # leaves a cached gaussian in numpy's state
+    path = tmp_path / "rng.pth"
+    torch.save({"rng_state": capture_rng_state()}, path)
+    expected = draws()
+    restore_rng_state(torch.load(path, weights_only=True)["rng_state"])
+    assert draws() == expected
+
+
+def test_rng_isolated_repeats_its_draws_and_leaves_training_streams_alone() -> None:
+    torch.manual_seed(0)
+    before = capture_rng_state()
+    with rng_isolated(seed=7):
+        first = draws()
+    with rng_isolated(seed=7):
+        second = draws()
+    assert first == second
+    after_blocks = draws()
+    restore_rng_state(before)
+    assert draws() == after_blocks  # the blocks consumed nothing from the outer streams
+
+
+# --- atomic writes and the resume lookup --------------------------------------------------------------------------
+def test_write_atomic_keeps_the_old_file_when_the_write_fails(tmp_path) -> None:
+    target = tmp_path / "epoch_1.pth"
+    target.write_bytes(b"old complete checkpoint")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # a real failure: the kernel refuses byte 4097 (EFBIG)
+    try:
+        with pytest.raises(OSError):
+            write_atomic(str(target), b"x" * 100_000)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert target.read_bytes() == b"old complete checkpoint"
+    assert sorted(os.listdir(tmp_path)) == ["epoch_1.pth"]  # no temporary file left behind
+    write_atomic(str(target), b"new")
+    assert target.read_bytes() == b"new"
+
+
+def save_checkpoint(path: str) -> None:
+    torch.save({"meta": {"epoch": 1}, "state_dict": {"w": torch.arange(10_000.0)}}, path)
+
+
+def truncate(path: str) -> None:
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+
+
+def test_find_resume_checkpoint_falls_back_past_a_truncated_file(tmp_path) -> None:
+    work_dir = str(tmp_path)
+    assert find_resume_checkpoint(work_dir) is None  # nothing saved yet: start fresh
+    for name in ("epoch_1.pth", "epoch_2.pth", "epoch_10.pth"):
+        save_checkpoint(osp.join(work_dir, name))
+    (tmp_path / "last_checkpoint").write_text(osp.join(work_dir, "epoch_2.pth"))
+    assert find_resume_checkpoint(work_dir) == osp.join(work_dir, "epoch_2.pth")
+    truncate(osp.join(work_dir, "epoch_2.pth"))  # e.g. written in place by plain mmengine and killed
+    assert not checkpoint_is_complete(osp.join(work_dir, "epoch_2.pth"))
+    assert find_resume_checkpoint(work_dir) == osp.join(work_dir, "epoch_10.pth")  # newest complete, numerically
+    (tmp_path / "last_checkpoint").write_text("")  # a pointer cut short
+    assert find_resume_checkpoint(work_dir) == osp.join(work_dir, "epoch_10.pth")
+
+
+def test_find_resume_checkpoint_explains_when_nothing_is_usable(tmp_path) -> None:
+    save_checkpoint(str(tmp_path / "epoch_3.pth"))
+    truncate(str(tmp_path / "epoch_3.pth"))
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "epoch_4.pth"))
+    with pytest.raises(FileNotFoundError, match=r"epoch_4\.pth.*missing or incomplete.*epoch_3\.pth is incomplete"):
+        find_resume_checkpoint(str(tmp_path))
+
+
+# --- checkpoint hook: prune only after the new checkpoint is complete --------------------------------------------
+class RecordFilesAtSave(Hook):
+    priority = "LOWEST"
+
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        self.seen.append(sorted(f for f in os.listdir(runner.work_dir) if f.endswith(".pth")))
+
+
+def test_old_checkpoint_is_deleted_only_after_the_new_one_is_written(tmp_path) -> None:
+    options = {"train_dataloader.dataset.indices": 16, "train_cfg.max_epochs": 3,
+               "default_hooks.checkpoint.max_keep_ckpts": 1, "default_hooks.reconstruction_vis": None}
+    with single_thread():
+        runner = build_runner(CONFIG, str(tmp_path), options)
+        probe = RecordFilesAtSave()
+        runner.register_hook(probe)
+        runner.train()
+    # plain mmengine deletes epoch_1.pth before writing epoch_2.pth; with max_keep_ckpts=1 a kill then loses both
+    assert probe.seen == [[], ["epoch_1.pth"], ["epoch_2.pth"]]
+    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".pth")) == ["epoch_3.pth"]
+    assert (tmp_path / "last_checkpoint").read_text() == osp.join(str(tmp_path), "epoch_3.pth")
+
+
+# --- non-finite losses ----------------------------------------------------------------------------------------------
+def nan_lr_options(by_epoch: bool) -> dict:
+    """2 iterations per epoch; the learning rate becomes NaN at epoch 2 (by_epoch) or for iteration 2's step."""
+    return {"train_dataloader.dataset.indices": 32, "train_cfg.max_epochs": 3,
+            "param_scheduler": [dict(type="MultiStepLR", by_epoch=by_epoch, milestones=[1], gamma=float("nan"))]}
+
+
+def test_nan_loss_stops_the_run_naming_iteration_and_last_good_checkpoint(tmp_path) -> None:
+    with single_thread():
+        runner = build_runner(CONFIG, str(tmp_path), nan_lr_options(by_epoch=True))
+        with pytest.raises(NonFiniteLossError) as err:
+            runner.train()
+    # iteration 3 steps with a NaN learning rate, so the loss of iteration 4 (epoch 2, batch 2) is NaN
+    message = str(err.value)
+    assert "non-finite loss (nan) at iteration 4 (epoch 2, batch 2)" in message
+    assert f"last good checkpoint is {osp.join(str(tmp_path), 'epoch_1.pth')}" in message
+    assert "--resume" in message
+    assert not osp.exists(tmp_path / "epoch_2.pth")
+
+
+def test_checkpoint_with_non_finite_weights_is_refused(tmp_path) -> None:
+    with single_thread():
+        runner = build_runner(CONFIG, str(tmp_path), nan_lr_options(by_epoch=False))
+        with pytest.raises(NonFiniteLossError, match=r"refusing to save a checkpoint with non-finite weights after "
+                                                     r"iteration 2: encoder\.vit\.cls_token.*No checkpoint"):
+            runner.train()
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".pth")]
+    assert not osp.exists(tmp_path / "last_checkpoint")
