@@ -14,7 +14,7 @@ from mmengine.config import Config
 
 from .datasets import make_shapes_dataset
 from .reliability import find_resume_checkpoint
-from .validation import check_config_types, check_image_folder, drop_disabled_hooks
+from .validation import check_config_types, check_image_folder, check_strategy, drop_disabled_hooks
 
 
 def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) -> Config:
@@ -26,6 +26,7 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
         resume: ``"auto"`` (latest checkpoint of the work dir), a checkpoint path, or ``None``.
     """
     check_config_types(cfg)
+    check_strategy(cfg)
     drop_disabled_hooks(cfg)
     if cfg.get("generate_shapes"):
         make_shapes_dataset(**cfg.generate_shapes)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing
 import os
 import os.path as osp
@@ -58,6 +59,21 @@ def check_config_types(cfg: Config) -> None:
         if isinstance(hook_type, str) and HOOKS.get(hook_type) is None:
             raise UnknownPluginError(f"custom_hooks: {hook_type!r} is not a registered hook. "
                                      f"Registered: {', '.join(_all_names(HOOKS))}.")
+
+
+def check_strategy(cfg: Config) -> None:
+    """FSDP / DeepSpeed configs (``runner_type = FlexibleRunner``) need CUDA GPUs, and DeepSpeed its package."""
+    strategy = cfg.get("strategy")
+    if not strategy:
+        return
+    kind = strategy.get("type")
+    name = getattr(kind, "__name__", str(kind))
+    if "DeepSpeed" in name and importlib.util.find_spec("deepspeed") is None:
+        raise ValueError(f"this config trains with {name}, but the deepspeed package is not installed: "
+                         '`pip install "deepspeed>=0.13"`, or train the FSDP variant (<config>_fsdp.py)')
+    if name in ("FSDPStrategy", "DeepSpeedStrategy") and not torch.cuda.is_available():
+        raise ValueError(f"this config trains with {name}, which places its shards on CUDA GPUs, and this machine "
+                         "has none; train the plain config it derives from (same recipe, no sharding)")
 
 
 def drop_disabled_hooks(cfg: Config) -> None:
