@@ -228,8 +228,8 @@ def visualize_batch(model: Any, images: Tensor, seed: int = 0, mask: Tensor | No
 class ReconstructionVisHook(Hook):
     """Every ``interval`` epochs (and after the last), draw reconstructions of fixed training images.
 
-    The same images, crops and masks every time (drawn under a fixed seed without touching the training random
-    streams, so resume stays bit-exact). Writes ``WORK_DIR/<out_dir>/reconstruction_epoch_N.png`` and sends the
+    The same images (spread over the training set), crops and masks every time, drawn under a fixed seed without
+    touching the training random streams (so resume stays bit-exact). Writes ``WORK_DIR/<out_dir>/reconstruction_epoch_N.png`` and sends the
     picture to the visualizer (TensorBoard). Rank 0 only; skipped under FSDP, whose shards rank 0 cannot run alone.
 
     Args:
@@ -252,7 +252,8 @@ class ReconstructionVisHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         dataset = runner.train_dataloader.dataset
         with rng_isolated(self.seed):
-            samples = [dataset[i] for i in range(min(self.num_images, len(dataset)))]
+            picks = np.linspace(0, len(dataset) - 1, min(self.num_images, len(dataset))).round().astype(int)
+            samples = [dataset[int(i)] for i in picks]  # spread over the dataset (its classes, for ImageNet)
             batch = runner.train_dataloader.collate_fn(samples)  # the training collate, e.g. default_collate
             images = model.data_preprocessor(batch, False)["inputs"]
             images = images[0] if isinstance(images, (list, tuple)) else images
