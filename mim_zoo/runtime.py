@@ -11,6 +11,7 @@ import warnings
 
 import torch
 from mmengine.config import Config
+from mmengine.utils import import_modules_from_strings
 
 from .datasets import make_shapes_dataset
 
@@ -25,6 +26,8 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
         amp: switch to mmengine's ``AmpOptimWrapper`` (CUDA only).
         resume: ``"auto"`` (latest checkpoint of the work dir), a checkpoint path, or ``None``.
     """
+    if cfg.get("custom_imports"):  # mmengine imports them only for text configs; pure-Python ones need this
+        import_modules_from_strings(**cfg.custom_imports)
     if cfg.get("generate_shapes"):
         make_shapes_dataset(**cfg.generate_shapes)
     _check_data_root(cfg)
