@@ -181,9 +181,11 @@ def write_teacher(path: str | Path, layout: str, file_format: str | None = None,
         seed: RNG seed of the weights.
         **arch_kwargs: sizes for :func:`build_tiny_teacher`; the config's ``TeacherTarget.model_kwargs`` must match.
     """
-    file_format = file_format or FILE_FORMATS.get(layout, ("torch",))[0]
-    if file_format not in FILE_FORMATS.get(layout, ()):
-        raise ValueError(f"a {layout!r} teacher is written as one of {FILE_FORMATS.get(layout)}, got {file_format!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown teacher layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    file_format = file_format or FILE_FORMATS[layout][0]
+    if file_format not in FILE_FORMATS[layout]:
+        raise ValueError(f"a {layout!r} teacher is written as one of {FILE_FORMATS[layout]}, got {file_format!r}")
     state = teacher_file_state(build_tiny_teacher(layout, seed, **arch_kwargs), layout)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
