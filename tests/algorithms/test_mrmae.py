@@ -260,7 +260,7 @@ def test_focused_mimicking_keeps_the_teachers_most_attended_tokens(tiny_cfg: Con
     assert torch.equal(model(images, mode="predict", mask=explicit)["mask"], explicit)
 
 
-# --- cheaper teachers --------------------------------------------------------------------------------------------------
+# --- cheaper teachers -------------------------------------------------------------------------------------------------
 def test_bf16_teachers_are_numerically_close_to_fp32(tiny_cfg: Config) -> None:
     model = build(tiny_cfg)
     images, mask = batch(7)
@@ -284,7 +284,7 @@ def test_bf16_teachers_are_numerically_close_to_fp32(tiny_cfg: Config) -> None:
         torch.testing.assert_close(forced[name], exact[name])
 
 
-# --- configuration errors ----------------------------------------------------------------------------------------------
+# --- configuration errors ---------------------------------------------------------------------------------------------
 def test_bad_configurations_fail_clearly(tiny_cfg: Config) -> None:
     with pytest.raises(ValueError, match="set focus_teacher to one of"):
         build(tiny_cfg, masking=dict(type="AttentionMasking"))
