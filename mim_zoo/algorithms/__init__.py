@@ -2,5 +2,6 @@
 
 from .base import BaseMIM
 from .mae import MAE, MAEDecoder
+from .mrmae import MRMAE
 
-__all__ = ["BaseMIM", "MAE", "MAEDecoder"]
+__all__ = ["BaseMIM", "MAE", "MAEDecoder", "MRMAE"]
