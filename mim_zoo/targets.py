@@ -197,6 +197,16 @@ def load_checkpoint_file(path: str, what: str, hint: str = "") -> dict[str, Tens
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def _drop_teacher_weights(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + "teacher.")]:
+        del state_dict[key]
+
+
+def _fill_teacher_weights(module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+    for name, value in module.teacher.state_dict().items():
+        state_dict.setdefault(f"{prefix}teacher.{name}", value)
+
+
 @TARGET_GENERATORS.register_module()
 class TeacherTarget(TargetGenerator):
     """Patch features of a frozen teacher: any timm ViT loaded from a local checkpoint file.
@@ -244,6 +254,10 @@ class TeacherTarget(TargetGenerator):
         scale, shift = _renormalization(mean, std, input_mean, input_std)
         self.register_buffer("input_scale", scale, persistent=False)  # [1, 3, 1, 1]
         self.register_buffer("input_shift", shift, persistent=False)
+        # The frozen weights come from `checkpoint`, not from the algorithm's state: checkpoints stay small (a ViT-B
+        # teacher would add ~350 MB to every one) and a resumed or converted model reloads the same file.
+        self.register_state_dict_post_hook(_drop_teacher_weights)
+        self.register_load_state_dict_pre_hook(_fill_teacher_weights)
 
     def _file_hint(self) -> str:
         return f" Expected: {self.source}." if self.source else ""
