@@ -105,5 +105,6 @@ def convert_bootmae(state_dict: StateDict, ema_state_dict: StateDict | None = No
     """
     out = _convert_model(state_dict)
     ema = out if ema_state_dict is None else _convert_model(ema_state_dict)
-    momentum = {"feature_target.ema." + k[len("encoder."):]: v.clone() for k, v in ema.items() if k.startswith("encoder.")}
+    momentum = {"feature_target.ema." + k.removeprefix("encoder."): v.clone()
+                for k, v in ema.items() if k.startswith("encoder.")}
     return out | momentum

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from mmengine.config import Config
 
 import mim_zoo  # noqa: F401  (registers the plugins)
+from mim_zoo.algorithms import MAE
 from mim_zoo.algorithms.bootmae import BootMAE, PatchDeEmbed, SelfAttention, center_weights
 from mim_zoo.converters import convert_state_dict
 from mim_zoo.converters.bootmae import convert_bootmae
@@ -164,6 +165,17 @@ def test_mask_tokens_get_positions_and_visible_tokens_do_not():
         assert torch.allclose(tokens[b, visible], embedded[b], atol=1e-6)  # no position on visible tokens
         masked = mask[b].nonzero().flatten()
         assert torch.allclose(tokens[b, masked], decoder.mask_token[0] + decoder.pos_embed[0, masked], atol=1e-6)
+
+
+def test_the_registered_decoders_plug_into_another_algorithm():
+    torch.manual_seed(0)
+    encoder = dict(type=ViTEncoder, arch="vit_tiny_patch16_224", img_size=32, patch_size=4, embed_dim=64, depth=2,
+                   num_heads=4)
+    model = MAE(encoder, decoder=dict(type="BootMAEPixelDecoder", embed_dim=32, num_heads=4))
+    images = torch.randn(2, 3, 32, 32)
+    loss = model(images, mode="loss")["loss_rec"]
+    loss.backward()
+    assert torch.isfinite(loss) and model.decoder.blocks[0].cross_attn.kv.weight.grad.abs().sum() > 0
 
 
 def test_decoder_head_split_follows_the_official_floor_division():
@@ -373,7 +385,8 @@ def _official_attention(sd, prefix, x, ctx=None):
 def _official_block(sd, prefix, x, ctx=None):
     x = x + _official_attention(sd, prefix + "attn.", _ln(x, sd, prefix + "norm1"))
     if ctx is not None:
-        x = x + _official_attention(sd, prefix + "c_attn.", _ln(x, sd, prefix + "norm3"), _ln(ctx, sd, prefix + "norm4"))
+        queries, context = _ln(x, sd, prefix + "norm3"), _ln(ctx, sd, prefix + "norm4")
+        x = x + _official_attention(sd, prefix + "c_attn.", queries, context)
     hidden = F.gelu(F.linear(_ln(x, sd, prefix + "norm2"), sd[prefix + "mlp.fc1.weight"], sd[prefix + "mlp.fc1.bias"]))
     return x + F.linear(hidden, sd[prefix + "mlp.fc2.weight"], sd[prefix + "mlp.fc2.bias"])
 
@@ -381,7 +394,8 @@ def _official_block(sd, prefix, x, ctx=None):
 def official_forward(sd, images, idx_shuffle, mask_len):
     """modeling_pretrain_bootmae.py:forward (fea_list [0, depth - 1]): pixel image [B, 3, H, W], features [B, L, D]."""
     p, g, depth = TINY["patch"], TINY["grid"], TINY["depth"]
-    x = F.conv2d(images, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=p).flatten(2).transpose(1, 2)
+    x = F.conv2d(images, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=p)
+    x = x.flatten(2).transpose(1, 2)  # [B, L, D]
     b, length, _ = x.shape
     idx = torch.cat([torch.zeros(b, 1, dtype=torch.long), idx_shuffle + 1], dim=1)  # class token first
     keep, hidden = idx[:, : 1 + length - mask_len], idx[:, 1 + length - mask_len :]
