@@ -165,12 +165,12 @@ class TargetAwareDecoder(nn.Module):
         context_block: encoder block (negative = from the end) whose raw output, before the final norm, the
             cross-attention reads.
         head: ``"linear"`` (``Linear(embed_dim, out_dim)``) or ``"conv_transpose"`` (:class:`PatchDeEmbed`).
-        pos_layout: sin-cos layout of the positions added to the mask tokens (BootMAE: ``"mocov3"``).
+        sincos_layout: sin-cos layout of the positions added to the mask tokens (BootMAE: ``"mocov3"``).
     """
 
     def __init__(self, in_dim: int, grid_size: tuple[int, int], out_dim: int, embed_dim: int | None = None,
                  depth: int = 2, num_heads: int = 12, mlp_ratio: float = 4.0, context_block: int = -1,
-                 head: str = "linear", pos_layout: str = "mocov3") -> None:
+                 head: str = "linear", sincos_layout: str = "mocov3") -> None:
         super().__init__()
         if head not in ("linear", "conv_transpose"):
             raise ValueError(f"head must be 'linear' or 'conv_transpose', got {head!r}")
@@ -179,7 +179,7 @@ class TargetAwareDecoder(nn.Module):
         self.required_blocks: tuple[int, ...] = (context_block,)
         self.embed = nn.Linear(in_dim, embed_dim)  # official `down` / `down_1`
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.register_buffer("pos_embed", sincos_pos_embed_2d(embed_dim, tuple(grid_size), 0, pos_layout),
+        self.register_buffer("pos_embed", sincos_pos_embed_2d(embed_dim, tuple(grid_size), 0, sincos_layout),
                              persistent=False)  # [1, L, E]
         self.blocks = nn.ModuleList(TargetAwareBlock(embed_dim, in_dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = LayerNorm6(embed_dim)

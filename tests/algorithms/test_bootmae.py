@@ -113,6 +113,21 @@ def test_feature_weight_ramps_to_one_over_the_first_quarter():
         assert evaluate(ramp, epoch, 800) == pytest.approx(value), epoch
 
 
+def test_weight_decay_follows_the_official_no_decay_set():
+    from mmengine.optim import build_optim_wrapper
+
+    model = tiny_model()
+    wrapper = build_optim_wrapper(model, Config.fromfile(str(CONFIGS / "vitb_800e.py")).optim_wrapper)
+    decay = {id(p): group["weight_decay"] for group in wrapper.optimizer.param_groups for p in group["params"]}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        # optim_factory.py:get_parameter_groups: 1-D, ".bias" and no_weight_decay() = {pos_embed, cls_token}
+        official = 0.0 if param.ndim == 1 or name.endswith(".bias") or name.endswith("cls_token") else 0.05
+        assert decay[id(param)] == official, name
+    assert decay[id(model.pixel_decoder.mask_token)] == 0.05  # 3-D mask tokens are decayed officially
+
+
 # --- masking --------------------------------------------------------------------------------------------------------
 def test_block_masking_masks_exactly_147_of_196_keeping_the_blocks():
     seed = 3
