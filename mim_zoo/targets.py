@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
+import zipfile
 from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -175,6 +177,14 @@ class MomentumTarget(TargetGenerator):
             ema_buffers[name].copy_(buf)
 
 
+def _is_torchscript(path: str) -> bool:
+    """TorchScript archives are zip files holding ``<name>/constants.pkl`` (``torch.save`` files do not)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
 def load_checkpoint_file(path: str, what: str, hint: str = "") -> dict[str, Tensor]:
     """A state dict from a local checkpoint: ``torch.save`` files (optionally under ``model``/``state_dict``/
     ``teacher``) or TorchScript archives (OpenAI CLIP's ``ViT-B-16.pt``). ``hint`` ends the missing-file error."""
@@ -183,12 +193,12 @@ def load_checkpoint_file(path: str, what: str, hint: str = "") -> dict[str, Tens
             f"{what}: checkpoint file {path!r} does not exist. Download it and pass its local path "
             f"(this machine has no network access at training time).{hint}"
         )
-    try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except RuntimeError as err:
-        if "TorchScript" not in str(err) and "constants.pkl" not in str(err):
-            raise
-        obj = torch.jit.load(path, map_location="cpu").state_dict()
+    if _is_torchscript(path):  # OpenAI distributes CLIP as TorchScript; its tensors are all we read
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*is deprecated", category=FutureWarning)
+            obj: Any = torch.jit.load(path, map_location="cpu").state_dict()
+    else:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model", "teacher", "module"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
