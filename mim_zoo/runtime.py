@@ -11,9 +11,11 @@ import warnings
 
 import torch
 from mmengine.config import Config
+from mmengine.utils import import_modules_from_strings
 
 from .datasets import make_shapes_dataset
 from .reliability import find_resume_checkpoint
+from .teachers import generate_teachers
 from .validation import check_config_types, check_image_folder, check_strategy, drop_disabled_hooks
 
 
@@ -25,11 +27,15 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
         amp: switch to mmengine's ``AmpOptimWrapper`` (CUDA only).
         resume: ``"auto"`` (latest checkpoint of the work dir), a checkpoint path, or ``None``.
     """
-    check_config_types(cfg)
+    if cfg.get("custom_imports"):  # mmengine imports them only for text configs; pure-Python ones need this
+        import_modules_from_strings(**cfg.custom_imports)
+    check_config_types(cfg)  # after custom_imports: they may register the types
     check_strategy(cfg)
     drop_disabled_hooks(cfg)
     if cfg.get("generate_shapes"):
         make_shapes_dataset(**cfg.generate_shapes)
+    if cfg.get("generate_teachers"):  # tiny random teachers in the real on-disk layouts, for smoke runs only
+        generate_teachers(cfg.generate_teachers)
     _check_data_root(cfg)
     if amp:
         if not torch.cuda.is_available():

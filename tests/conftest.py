@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny encoders, configs and images. Tests run from the repository root (tools/test.sh)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import mim_zoo  # noqa: F401  (registers every plugin)
+from mim_zoo.algorithms.base import BaseMIM
+from mim_zoo.registry import MODELS
+
+REPO = Path(__file__).resolve().parents[1]
+os.chdir(REPO)  # configs name data paths relative to the repository root
+
+TINY_VIT = dict(type="ViTEncoder", arch="vit_tiny_patch16_224", img_size=32, patch_size=4, embed_dim=64, depth=2,
+                num_heads=4)
+
+
+def registered_algorithms() -> list[str]:
+    """Every registered algorithm (a BaseMIM subclass in MODELS)."""
+    return sorted(n for n, c in MODELS.module_dict.items() if isinstance(c, type) and issubclass(c, BaseMIM)
+                  and c is not BaseMIM)
+
+
+def tiny_config_path(algorithm: str) -> Path:
+    return REPO / "configs" / algorithm.lower().replace("-", "") / "tiny_cpu.py"
+
+
+@pytest.fixture
+def tiny_vit_cfg() -> dict:
+    return dict(TINY_VIT)
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    """Four normalised 32x32 RGB images (seeded)."""
+    return torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
