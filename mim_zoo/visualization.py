@@ -21,19 +21,17 @@ import os.path as osp
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from torch import Tensor
 
-matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from mmengine.dist import is_main_process  # noqa: E402
-from mmengine.hooks import Hook  # noqa: E402
-from mmengine.model import is_model_wrapper  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from .registry import HOOKS, MASK_GENERATORS  # noqa: E402
-from .reliability import rng_isolated  # noqa: E402
+from .registry import HOOKS, MASK_GENERATORS
+from .reliability import rng_isolated
 
 MASK_GRAY = 0.5  # masked patches are drawn mid-gray in the "masked" column
 
@@ -87,16 +85,30 @@ def reconstruction_panels(images: Tensor, outputs: Mapping[str, Tensor], mean: S
     return panels
 
 
-def _figure_to_array(fig: Any) -> np.ndarray:
+def _new_figure(width: float, height: float) -> Figure:
+    """A figure drawn by the Agg canvas: no pyplot, no global backend switch, safe in notebooks and threads."""
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _finish(fig: Figure, out_file: str | None) -> np.ndarray:
+    """Lay out, write ``out_file`` (PNG) if given, and return the RGB pixels ``[H, W, 3]``."""
+    fig.tight_layout()
     fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    if out_file:
+        os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
+        fig.savefig(out_file, dpi=100)
+    return rgb
 
 
 def render_grid(panels: Sequence[tuple[str, np.ndarray]], out_file: str | None = None, title: str | None = None,
                 cell_inches: float = 1.6) -> np.ndarray:
     """Lay out ``panels`` (columns) x samples (rows); write a PNG if ``out_file``; return the RGB array ``[H, W, 3]``."""
     rows, cols = panels[0][1].shape[0], len(panels)
-    fig, axes = plt.subplots(rows, cols, figsize=(cell_inches * cols, cell_inches * rows + 0.4), squeeze=False)
+    fig = _new_figure(cell_inches * cols, cell_inches * rows + 0.4)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for c, (name, pictures) in enumerate(panels):
         axes[0, c].set_title(name, fontsize=8)
         for r in range(rows):
@@ -104,13 +116,7 @@ def render_grid(panels: Sequence[tuple[str, np.ndarray]], out_file: str | None =
             axes[r, c].axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    rgb = _figure_to_array(fig)
-    if out_file:
-        os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-        fig.savefig(out_file, dpi=100)
-    plt.close(fig)
-    return rgb
+    return _finish(fig, out_file)
 
 
 # --- masks ------------------------------------------------------------------------------------------------------
@@ -143,7 +149,8 @@ def render_masks(samples: Mapping[str, Tensor | str], out_file: str | None = Non
     """One row per generator, one column per sample (masked = dark); rows that failed show their message."""
     rows = len(samples)
     cols = max((s.shape[0] for s in samples.values() if torch.is_tensor(s)), default=1)
-    fig, axes = plt.subplots(rows, cols, figsize=(cell_inches * cols + 1.2, cell_inches * rows), squeeze=False)
+    fig = _new_figure(cell_inches * cols + 1.2, cell_inches * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for r, (name, masks) in enumerate(samples.items()):
         for c in range(cols):
             ax = axes[r, c]
@@ -156,13 +163,7 @@ def render_masks(samples: Mapping[str, Tensor | str], out_file: str | None = Non
             elif c == 0:
                 ax.text(0.02, 0.5, masks[:160], fontsize=6, wrap=True, va="center")
         axes[r, 0].set_ylabel(name, fontsize=8)
-    fig.tight_layout()
-    rgb = _figure_to_array(fig)
-    if out_file:
-        os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-        fig.savefig(out_file, dpi=100)
-    plt.close(fig)
-    return rgb
+    return _finish(fig, out_file)
 
 
 # --- loss curves -------------------------------------------------------------------------------------------------
@@ -186,7 +187,8 @@ def plot_loss_curve(work_dir: str, out_file: str, keys: Sequence[str] | None = N
     if not records:
         return None
     keys = keys or sorted({k for r in records for k in r if "loss" in k})
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = _new_figure(6, 3.5)
+    ax = fig.subplots()
     for key in keys:
         points = [(r["step"], r[key]) for r in records if key in r]
         ax.plot(*zip(*points), label=key, marker="." if len(points) < 50 else None)
@@ -194,10 +196,7 @@ def plot_loss_curve(work_dir: str, out_file: str, keys: Sequence[str] | None = N
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-    fig.savefig(out_file, dpi=100)
-    plt.close(fig)
+    _finish(fig, out_file)
     return out_file
 
 
