@@ -120,10 +120,20 @@ def render_grid(panels: Sequence[tuple[str, np.ndarray]], out_file: str | None =
 
 
 # --- masks ------------------------------------------------------------------------------------------------------
+def synthetic_context(keys: Sequence[str], num_samples: int, grid_size: tuple[int, int],
+                      generator: torch.Generator) -> dict[str, Tensor]:
+    """Stand-in ``**context`` for data-dependent generators (``context_keys``, e.g. attention-guided masking):
+    per key a ``[N, L]`` map peaked at the grid centre (an object in the middle of the image), with seeded noise."""
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, grid_size[0]), torch.linspace(-1, 1, grid_size[1]), indexing="ij")
+    bump = torch.exp(-(xs**2 + ys**2) / 0.3).flatten()  # [L]
+    return {key: bump + 0.2 * torch.rand(num_samples, bump.numel(), generator=generator) for key in keys}
+
+
 def mask_samples(grid_size: tuple[int, int] = (14, 14), num_samples: int = 4, seed: int = 0,
                  generators: Mapping[str, Any] | None = None) -> dict[str, Tensor | str]:
     """``{name: [N, H, W] bool masks}`` of every registered mask generator with its default arguments (or of
-    ``generators``); a generator that cannot draw on ``grid_size`` maps to its error message instead."""
+    ``generators``). Data-dependent generators get :func:`synthetic_context` (their row name says so); one that
+    cannot draw on ``grid_size`` maps to its error message instead."""
     if generators is None:
         generators = {}
         for name, cls in sorted(MASK_GENERATORS.module_dict.items()):
@@ -136,11 +146,14 @@ def mask_samples(grid_size: tuple[int, int] = (14, 14), num_samples: int = 4, se
         if isinstance(gen, str):
             samples[name] = gen
             continue
+        rng = torch.Generator().manual_seed(seed)
+        keys = tuple(getattr(gen, "context_keys", ()))
+        context = synthetic_context(keys, num_samples, grid_size, torch.Generator().manual_seed(seed + 1))
+        label = f"{name}\n(centred {', '.join(keys)})" if keys else name
         try:
-            mask = gen(num_samples, grid_size, generator=torch.Generator().manual_seed(seed))  # [N, L]
-            samples[name] = mask.view(num_samples, *grid_size)
+            samples[label] = gen(num_samples, grid_size, generator=rng, **context).view(num_samples, *grid_size)
         except ValueError as err:
-            samples[name] = f"ValueError: {err}"
+            samples[label] = f"ValueError: {err}"
     return samples
 
 

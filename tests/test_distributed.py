@@ -17,12 +17,13 @@ import sys
 
 import pytest
 import torch
-from helpers import dist_worker
-from helpers.training import REPO, load_checkpoint, single_thread, subprocess_env, tiny_configs
 from mmengine.dataset import DefaultSampler, default_collate
 from torch.utils.data import DataLoader
 
 from mim_zoo.validation import _per_process_batches
+
+from .helpers import dist_worker
+from .helpers.training import REPO, load_checkpoint, single_thread, subprocess_env, tiny_configs
 
 pytestmark = pytest.mark.dist
 CONFIGS = tiny_configs()

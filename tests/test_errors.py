@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import timm
 import torch
-from helpers.training import build_runner, single_thread, train_cli
 from mmengine.config import Config
 from mmpretrain.datasets import CustomDataset, PackInputs
 from PIL import Image
@@ -20,6 +19,8 @@ from mim_zoo.registry import MASK_GENERATORS, MODELS, TARGET_GENERATORS, Unknown
 from mim_zoo.reliability import RunAborted
 from mim_zoo.targets import TeacherTarget
 from mim_zoo.validation import CheckedLoadImage, CorruptImageError, check_config_types, check_image_folder
+
+from .helpers.training import build_runner, single_thread, train_cli
 
 CONFIG = "configs/mae/tiny_cpu.py"
 

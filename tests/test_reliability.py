@@ -11,7 +11,6 @@ import resource
 import numpy as np
 import pytest
 import torch
-from helpers.training import build_runner, single_thread
 from mmengine.hooks import Hook
 
 from mim_zoo.reliability import (
@@ -23,6 +22,8 @@ from mim_zoo.reliability import (
     rng_isolated,
     write_atomic,
 )
+
+from .helpers.training import build_runner, single_thread
 
 CONFIG = "configs/mae/tiny_cpu.py"
 
@@ -160,3 +161,30 @@ def test_checkpoint_with_non_finite_weights_is_refused(tmp_path) -> None:
             runner.train()
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".pth")]
     assert not osp.exists(tmp_path / "last_checkpoint")
+
+
+# --- random states in iteration-based checkpoints --------------------------------------------------------------------
+class RecordRngAfterIteration(Hook):
+    priority = "LOWEST"  # after CheckpointHook: nothing draws random numbers between its save and this hook
+
+    def __init__(self) -> None:
+        self.states: dict[int, torch.Tensor] = {}
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.states[runner.iter + 1] = torch.get_rng_state()
+
+
+def test_iteration_checkpoints_hold_the_random_state_of_their_iteration(tmp_path) -> None:
+    options = {"train_cfg": dict(_delete_=True, type="IterBasedTrainLoop", max_iters=4), "param_scheduler": None,
+               "log_processor.by_epoch": False, "default_hooks.checkpoint.by_epoch": False,
+               "default_hooks.checkpoint.interval": 2, "default_hooks.reconstruction_vis": None}
+    with single_thread():
+        runner = build_runner(CONFIG, str(tmp_path), options)
+        probe = RecordRngAfterIteration()
+        runner.register_hook(probe)
+        runner.train()
+    for step in (2, 4):
+        saved = torch.load(tmp_path / f"iter_{step}.pth", weights_only=True)["rng_state"]
+        assert saved["world_size"] == 1
+        assert torch.equal(saved["ranks"][0]["torch"], probe.states[step])
+    assert not torch.equal(probe.states[2], probe.states[4])

@@ -9,7 +9,10 @@ import os.path as osp
 import signal
 
 import pytest
-from helpers.training import (
+
+from mim_zoo.reliability import checkpoint_is_complete
+
+from .helpers.training import (
     TRAIN,
     TRAIN_WITH_FAULTS,
     assert_same_training_state,
@@ -18,8 +21,6 @@ from helpers.training import (
     short_schedule,
     tiny_configs,
 )
-
-from mim_zoo.reliability import checkpoint_is_complete
 
 ITERS_PER_EPOCH, EPOCHS = 2, 3
 SAVE_LIMIT = 256 * 1024  # bytes the killed writer gets to write: less than any tiny checkpoint
@@ -43,6 +44,7 @@ def reference(request, tmp_path_factory) -> tuple[str, dict]:
     return config, load_checkpoint(osp.join(work_dir, f"epoch_{EPOCHS}.pth"))
 
 
+@pytest.mark.slow
 def test_killed_during_save_and_mid_epoch_then_resumed_equals_uninterrupted(reference, tmp_path) -> None:
     config, expected = reference
     work_dir = str(tmp_path)

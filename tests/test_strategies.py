@@ -13,13 +13,14 @@ from functools import partial
 
 import pytest
 import torch
-from helpers.training import REPO
 from mmengine.config import Config
 from mmengine.registry import STRATEGIES
 from mmengine.runner import FlexibleRunner
 
 from mim_zoo.registry import MODELS
 from mim_zoo.runtime import prepare_config
+
+from .helpers.training import REPO
 
 
 def configs(suffix: str) -> list[str]:

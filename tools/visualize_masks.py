@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> str:
     except (ValueError, KeyError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     render_masks(samples, args.out)
-    print(f"wrote {args.out} ({', '.join(samples)} on a {grid[0]}x{grid[1]} grid)")
+    names = ", ".join(name.split("\n")[0] for name in samples)
+    print(f"wrote {args.out} ({names} on a {grid[0]}x{grid[1]} grid)")
     return args.out
 
 
