@@ -238,19 +238,23 @@ class AtomicCheckpointHook(CheckpointHook):
     other arguments and behaviour are mmengine's.
 
     Args:
-        backend_args: mmengine file-backend arguments; by default the atomic local backend.
+        backend_args: mmengine file-backend arguments; by default (local ``out_dir``) the atomic local backend.
         **kwargs: ``CheckpointHook`` arguments (``interval``, ``max_keep_ckpts``, ``save_last``, ...).
     """
 
     def __init__(self, *args: Any, backend_args: dict | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, backend_args=backend_args or {"backend": "atomic_local"}, **kwargs)
+        remote = "://" in str(kwargs.get("out_dir") or "")  # e.g. s3:// or petrel://: that backend's own writes
+        if backend_args is None and not remote and kwargs.get("file_client_args") is None:
+            backend_args = {"backend": "atomic_local"}
+        super().__init__(*args, backend_args=backend_args, **kwargs)
 
     def _save_checkpoint_with_step(self, runner: Any, step: int, meta: dict) -> None:
-        kept = list(self.keep_ckpt_ids) if self.max_keep_ckpts > 0 else []
-        if self.max_keep_ckpts > 0 and (not kept or kept[-1] != step):
-            kept.append(step)
-        dropped, kept = kept[: max(len(kept) - self.max_keep_ckpts, 0)], kept[-self.max_keep_ckpts :]
-        if self.max_keep_ckpts > 0:
+        dropped: list[int] = []
+        if self.max_keep_ckpts > 0:  # decide what to keep now (the checkpoint records it), delete after the save
+            kept = list(self.keep_ckpt_ids)
+            if not kept or kept[-1] != step:
+                kept.append(step)
+            dropped, kept = kept[: -self.max_keep_ckpts], kept[-self.max_keep_ckpts :]
             self.keep_ckpt_ids = deque(kept, self.max_keep_ckpts)
             runner.message_hub.update_info("keep_ckpt_ids", kept)
         filename = self.filename_tmpl.format(step)
