@@ -64,7 +64,7 @@ def couples_samples(runner) -> bool:
         half = dist_worker.GLOBAL_BATCH // 2
         full, halves = loss(slice(None)), (loss(slice(0, half)) + loss(slice(half, None))) / 2
     model.train()
-    return not torch.allclose(full, halves, rtol=1e-5, atol=1e-6)
+    return not torch.allclose(full, halves, rtol=1e-6, atol=1e-7)  # float noise of the means: ~1e-7 relative
 
 
 @pytest.mark.parametrize("config", CONFIGS)
