@@ -140,8 +140,9 @@ class MixMAE(BaseMIM):
         data_preprocessor, init_cfg: mmengine's.
     """
 
-    def __init__(self, encoder: nn.Module | dict, masking: dict | object = None, target: nn.Module | dict | None = None,
-                 decoder: dict | None = None, data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
+    def __init__(self, encoder: nn.Module | dict, masking: dict | object = None,
+                 target: nn.Module | dict | None = None, decoder: dict | None = None,
+                 data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(encoder, masking or dict(type="MixingMask", ratio=0.5), data_preprocessor, init_cfg)
         if not all(hasattr(self.encoder, name) for name in ("embed", "encode", "stage_masks")):
             raise TypeError(f"MixMAE needs a hierarchical encoder with embed/encode/stage_masks (e.g. "
