@@ -64,6 +64,19 @@ def upsample_mask(mask: Tensor, grid_size: GridSize, size: GridSize) -> Tensor:
     return up.reshape(*lead, size[0] * size[1]).to(mask.dtype)
 
 
+def _arch_settings(arch: str | dict) -> dict:
+    """mmpretrain's ``MixMIMTransformer.arch_zoo`` entry (or the given dict), checked."""
+    if isinstance(arch, str):
+        if arch.lower() not in MixMIMTransformer.arch_zoo:
+            raise ValueError(f"unknown MixMIM arch {arch!r}; choose from base, large, huge or pass a dict "
+                             "{embed_dims, depths, num_heads}")
+        return MixMIMTransformer.arch_zoo[arch.lower()]
+    missing = {"embed_dims", "depths", "num_heads"} - set(arch)
+    if missing:
+        raise ValueError(f"a custom MixMIM arch needs embed_dims, depths and num_heads; missing {sorted(missing)}")
+    return arch
+
+
 @MODELS.register_module()
 class MixMIMEncoder(BaseModule):
     """A Swin with large unshifted windows (MixMIM "Swin-B/W14") with the entry points MixMAE needs.
@@ -84,6 +97,9 @@ class MixMIMEncoder(BaseModule):
                  window_size: Sequence[int] = (14, 14, 14, 7), drop_path_rate: float = 0.0,
                  grad_checkpointing: bool = False) -> None:
         super().__init__()
+        depths = _arch_settings(arch)["depths"]
+        if len(window_size) != len(depths):
+            raise ValueError(f"window_size needs one entry per stage ({len(depths)}), got {list(window_size)}")
         self.mixmim_kwargs = dict(arch=arch, img_size=img_size, patch_size=patch_size,
                                   window_size=list(window_size), drop_path_rate=drop_path_rate)
         self.mixmim = MixMIMTransformer(**self.mixmim_kwargs)
@@ -92,8 +108,6 @@ class MixMIMEncoder(BaseModule):
         self.init_weights()
 
     def _check_geometry(self, img_size: int, window_size: list[int]) -> None:
-        if len(window_size) != self.num_stages:
-            raise ValueError(f"window_size needs one entry per stage ({self.num_stages}), got {window_size}")
         if img_size % self.patch_size:
             raise ValueError(
                 f"img_size {img_size} is not divisible by the encoder's output stride {self.patch_size} "

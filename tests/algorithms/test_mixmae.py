@@ -242,6 +242,30 @@ def test_reconstruct_returns_both_images_and_the_mixed_input() -> None:
     torch.testing.assert_close(rec[:, :, ~pixel_mask], partner.flip(0)[:, :, ~pixel_mask])
 
 
+def test_runner_init_weights_keeps_the_official_init() -> None:
+    """mmengine's Runner calls model.init_weights(); it must not re-initialise the encoder mmpretrain's way."""
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.init_weights()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    pos = model.encoder.mixmim.absolute_pos_embed
+    assert torch.equal(pos, sincos_pos_embed_2d(32, (16, 16), 0)) and not pos.requires_grad
+
+
+def test_encoder_geometry_errors() -> None:
+    with pytest.raises(ValueError, match="output stride"):
+        MixMIMEncoder(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2]), img_size=40,
+                      patch_size=2, window_size=[8, 8, 4, 4])
+    with pytest.raises(ValueError, match="do not tile"):
+        MixMIMEncoder(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2]), img_size=64,
+                      patch_size=2, window_size=[5, 8, 4, 4])
+    with pytest.raises(ValueError, match="one entry per stage"):
+        MixMIMEncoder(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2]), img_size=64,
+                      patch_size=2, window_size=[8, 8, 4])
+    with pytest.raises(ValueError, match="unknown MixMIM arch"):
+        MixMIMEncoder(arch="gigantic")
+
+
 # --- export and conversion ---------------------------------------------------------------------------------------
 def test_export_loads_into_mmpretrain_and_gives_the_same_features() -> None:
     encoder = MODELS.build(dict(FOUR_STAGE)).eval()
