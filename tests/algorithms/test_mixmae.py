@@ -216,6 +216,18 @@ def test_gradients_reach_every_trainable_parameter() -> None:
             assert param.grad is not None and param.grad.abs().sum() > 0, f"no gradient for {name}"
 
 
+def test_gradient_checkpointing_matches() -> None:
+    images, row = torch.randn(4, 3, 64, 64), random_row(16, seed=7)
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = MixMAE(encoder=dict(FOUR_STAGE, grad_checkpointing=checkpointing),
+                       decoder=dict(embed_dim=32, depth=1, num_heads=4))
+        model(images, mode="loss", mask=row.expand(4, -1))["loss_rec"].backward()
+        grads.append(model.encoder.mixmim.layers[0].blocks[0].attn.qkv.weight.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
 def test_seeded_runs_identical() -> None:
     losses = []
     for _ in range(2):
