@@ -17,7 +17,8 @@ with read_base():
 
 num_gpus = 1
 batch_size = num_gpus * batch_per_gpu
-lr = 1.5e-4 * batch_size / 256
+base_lr = 1.5e-4
+lr = base_lr * batch_size / 256
 max_epochs = 2
 warmup_epochs = 1
 train_dataloader.dataset.indices = 4 * batch_per_gpu  # 4 iterations per epoch
