@@ -423,7 +423,7 @@ def test_train_tool_writes_a_checkpoint(tmp_path) -> None:
            "--cfg-options", "train_cfg.max_epochs=1"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    ckpt = torch.load(work_dir / "epoch_1.pth", map_location="cpu", weights_only=False)
+    ckpt = torch.load(work_dir / "epoch_1.pth", map_location="cpu", weights_only=True)
     model = tiny_model()
     model.load_state_dict(ckpt["state_dict"], strict=True)
     model.encoder.build_canonical().load_state_dict(model.export_encoder(), strict=True)
