@@ -21,6 +21,7 @@ from mim_zoo.env import require_mmcv_ops
 require_mmcv_ops("ADE20K segmentation with mmseg")
 
 from mmseg.models.backbones import MAE  # noqa: E402
+from torch import Tensor  # noqa: E402
 from mmseg.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS  # noqa: E402
 
 from .checkpoint import PretrainedEncoder  # noqa: E402
@@ -49,8 +50,13 @@ class MIMBEiT(PretrainedBackboneMixin, MAE):
     def __init__(self, mim_checkpoint: str | None = None, **kwargs) -> None:
         if kwargs.get("pretrained") or kwargs.get("init_cfg"):
             raise ValueError("MIMBEiT loads `mim_checkpoint` with key checks; drop `pretrained` / `init_cfg`")
-        super().__init__(**kwargs)
+        out_indices = kwargs.pop("out_indices", -1)
+        super().__init__(out_indices=out_indices, **kwargs)
         self.mim_checkpoint = mim_checkpoint
+        # one output per entry, repeats allowed (a 2-block tiny ViT feeds the 4-level pyramid); mmseg's forward
+        # returns each distinct block once, in block order
+        self.out_order = list(self.out_indices)
+        self.out_indices = sorted(set(self.out_order))
 
     def init_weights(self) -> None:
         super().init_weights()  # mmseg's init: trunc-normal linears, zero relative bias, gamma = init_values
@@ -63,6 +69,11 @@ class MIMBEiT(PretrainedBackboneMixin, MAE):
         resize_if_needed(converted.state_dict, "pos_embed", self.pos_embed,
                          lambda pos: resize_pos_embed(pos, src, self.patch_shape, 1), resized)
         return converted, resized
+
+    def forward(self, inputs: Tensor) -> tuple[Tensor, ...]:
+        """``[B, 3, H, W]`` -> ``[B, D, H / p, W / p]`` per entry of ``out_indices``."""
+        features = dict(zip(self.out_indices, super().forward(inputs)))
+        return tuple(features[i] for i in self.out_order)
 
     def get_layer_depth(self, param_name: str, prefix: str = "") -> tuple[int, int]:
         """mmseg's ``get_layer_id_for_vit``: stem 0, ``layers.i`` -> ``i + 1``, the rest ``num_layers + 1``."""
