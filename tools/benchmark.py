@@ -14,6 +14,7 @@ in WORK_DIR/<task>/. The final evaluation's metrics go to WORK_DIR/results.json 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import os.path as osp
 import shlex
@@ -26,8 +27,8 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 
 import mim_zoo  # noqa: E402,F401  (registers the encoders, applies the compatibility fixes)
-from mim_zoo.downstream.benchmark import (TASKS, markdown_table, recipe_config, run_task,  # noqa: E402
-                                          update_results)
+from mim_zoo.downstream.benchmark import (REPO_ROOT, TASKS, markdown_table, recipe_config,  # noqa: E402
+                                          run_task, update_results)
 from mim_zoo.downstream.checkpoint import CheckpointError, load_pretrained_encoder  # noqa: E402
 
 
@@ -91,10 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         record = run_task(config, args.checkpoint, osp.join(work_dir, task), args.launcher, args.amp,
                           args.cfg_options)
         if is_main_process():
-            update_results(results_file, pretrained, task, config.relative_to(config.parents[3]), record)
+            update_results(results_file, pretrained, task, config.relative_to(REPO_ROOT), record)
     if is_main_process() and osp.exists(results_file) and not args.dry_run:
-        import json
-
         with open(results_file) as f:
             print(markdown_table([json.load(f)]))
         print(f"results: {results_file} and {osp.splitext(results_file)[0]}.md")

@@ -23,7 +23,8 @@ from mmengine.hooks import Hook
 from ..registry import HOOKS
 from .checkpoint import PretrainedEncoder
 
-CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs" / "benchmarks"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_ROOT = REPO_ROOT / "configs" / "benchmarks"
 
 
 @dataclass(frozen=True)

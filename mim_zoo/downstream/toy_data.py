@@ -49,8 +49,8 @@ def _colour(rng: random.Random, avoid: tuple[int, int, int] | None = None) -> tu
 
 def _vertices(shape: str, cx: float, cy: float, radius: float, angle: float) -> list[tuple[float, float]]:
     sides = {"circle": 24, "square": 4, "triangle": 3}[shape]
-    return [(cx + radius * math.cos(angle + 2 * math.pi * k / sides), cy + radius * math.sin(angle + 2 * math.pi * k / sides))
-            for k in range(sides)]
+    angles = [angle + 2 * math.pi * k / sides for k in range(sides)]
+    return [(cx + radius * math.cos(a), cy + radius * math.sin(a)) for a in angles]
 
 
 def draw_scene(size: int, rng: random.Random) -> tuple[Image.Image, list[tuple[str, list[tuple[float, float]]]]]:
