@@ -148,8 +148,12 @@ def task_config(config: str | Path, checkpoint: str, work_dir: str, launcher: st
 
 
 def run_task(config: str | Path, checkpoint: str, work_dir: str, launcher: str = "none", amp: bool = False,
-             cfg_options: dict | None = None) -> dict:
-    """Train ``config`` from ``checkpoint`` with mmengine's Runner; return the final evaluation's metrics record."""
+             cfg_options: dict | None = None) -> dict | None:
+    """Train ``config`` from ``checkpoint`` with mmengine's Runner; return the final evaluation's metrics record.
+
+    Every benchmark config evaluates at the end of training; one without a validation loop is tested after it.
+    In a distributed run the record is returned by the main process only (``None`` elsewhere).
+    """
     from mmengine.runner import Runner
 
     cfg = task_config(config, checkpoint, work_dir, launcher, amp, cfg_options)
@@ -158,8 +162,10 @@ def run_task(config: str | Path, checkpoint: str, work_dir: str, launcher: str =
         os.remove(metrics_file)
     runner = Runner.from_cfg(cfg)
     runner.train()
-    if not osp.exists(metrics_file):  # a config that never evaluates while training
+    if cfg.get("val_dataloader") is None:
         runner.test()
+    if not is_main_process():
+        return None
     with open(metrics_file) as f:
         return json.load(f)
 

@@ -1,9 +1,11 @@
 """ViTDet: a plain ViT backbone and its simple feature pyramid for Mask R-CNN (Li et al., ECCV 2022, arXiv:2203.16527).
 
 Official code: detectron2 ``modeling/backbone/vit.py`` (``ViT``, ``SimpleFeaturePyramid``, ``get_vit_lr_decay_rate``)
-and ``projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py``; the OpenMMLab port is mmdet
-``projects/ViTDet/vitdet/{vit.py,simple_fpn.py}`` + ``configs/vitdet_mask-rcnn_vit-b-mae_lsj-100e.py`` (not in the
-mmdet wheel). Both read; this file is written anew on timm's public SAM/ViTDet block. Ported details:
+and ``projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py``; the OpenMMLab port is open-mmlab/mmdetection
+``projects/ViTDet`` (not in the mmdet wheel), read at ``vitdet/vit.py``@f32af44,
+``vitdet/layer_decay_optimizer_constructor.py``@c43dbf6 and ``configs/vitdet_mask-rcnn_vit-b-mae_lsj-100e.py`` +
+``configs/lsj-100e_coco-instance.py``@394f758 (Apache-2.0). No code is copied: this file is written anew on timm's
+public SAM/ViTDet block. Ported details:
 
 * Blocks: ``timm.models.vision_transformer_sam.Block`` (timm's implementation of the ViTDet/SAM block): windowed
   attention (window 14, zero-padded) in all blocks but the global ones (2, 5, 8, 11 of ViT-B), decomposed relative

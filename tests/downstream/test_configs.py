@@ -42,7 +42,7 @@ def test_full_config_builds_model_optimizer_and_pipeline(path: Path):
     cfg = load(path)
     registry = importlib.import_module(LIBRARY[cfg.default_scope])
     assert cfg.model.backbone.mim_checkpoint is None
-    assert cfg.batch_size == cfg.num_gpus * cfg.batch_per_gpu * cfg.get("accumulative_counts", 1)
+    assert cfg.batch_size == cfg.num_gpus * cfg.batch_per_gpu  # what tools/train.py checks the launch against
     assert cfg.train_dataloader.batch_size == cfg.batch_per_gpu
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = registry.MODELS.build(cfg.model)

@@ -7,9 +7,10 @@ _base_ = './linear_vit-b16_mae-pre_8xb2048-lars-coslr-90e_in1k.py'
 num_gpus = 8
 batch_per_gpu = 1024
 accumulative_counts = 2
-batch_size = num_gpus * batch_per_gpu * accumulative_counts
+batch_size = num_gpus * batch_per_gpu
+effective_batch_size = batch_size * accumulative_counts  # per optimizer step
 base_lr = 0.1
-lr = base_lr * batch_size / 256
+lr = base_lr * effective_batch_size / 256
 probe_depth = 10
 
 train_dataloader = dict(batch_size=batch_per_gpu)

@@ -10,9 +10,10 @@ generate_shapes = dict(root=data_root, num_train_per_class=8, num_val_per_class=
 num_gpus = 1
 batch_per_gpu = 32
 accumulative_counts = 1
-batch_size = num_gpus * batch_per_gpu * accumulative_counts
+batch_size = num_gpus * batch_per_gpu
+effective_batch_size = batch_size * accumulative_counts  # per optimizer step
 base_lr = 0.1
-lr = base_lr * batch_size / 256
+lr = base_lr * effective_batch_size / 256
 embed_dims = 64
 num_layers = 2
 max_epochs = 2
