@@ -45,9 +45,11 @@ COLUMNS = (("method", "method"), ("epochs", "epochs"), ("linear_top1", "linear t
            ("finetune_top1", "fine-tune top-1"), ("ade20k_miou", "ADE20K mIoU"), ("coco_box_ap", "COCO box AP"),
            ("coco_mask_ap", "COCO mask AP"))
 
-# Recipes by encoder family and method; a method without its own entry gets the family's "MAE" recipes.
+# Recipes by encoder family (canonical layout) and method. "default" is the family's reference recipe (MAE's for
+# ViTs, MixMIM's for its Swin), used by methods without their own entry (MR-MAE: unpublished) and by the "common"
+# protocol; a method's entry lists only the tasks where its paper differs.
 _VIT = {
-    "MAE": {
+    "default": {
         "linear": "linear_vit-b16_mae-pre_8xb2048-lars-coslr-90e_in1k.py",
         "finetune": "finetune_vit-b16_mae-pre_8xb128-coslr-100e_in1k.py",
         "ade20k": "seg_upernet_vit-b16_mae-pre_8xb2-160k_ade20k-512x512.py",
@@ -60,7 +62,7 @@ _VIT = {
     },
 }
 _SWIN = {
-    "MAE": {
+    "default": {
         "finetune": "finetune_mixmim-b_mixmae-pre_8xb128-coslr-100e_in1k.py",
         "ade20k": "seg_upernet_mixmim-b_mixmae-pre_8xb2-160k_ade20k-512x512.py",
         "coco": "det_mask-rcnn_mixmim-b-fpn_mixmae-pre_8xb2-ms-crop-3x_coco.py",
@@ -89,8 +91,8 @@ def recipe_config(task: str, pretrained: PretrainedEncoder, protocol: str = "pap
     family = RECIPES.get(pretrained.canonical)
     if family is None:
         raise ValueError(f"no benchmark recipes for encoders in the {pretrained.canonical!r} layout")
-    method = pretrained.method if protocol == "paper" and pretrained.method in family else "MAE"
-    name = family[method].get(task) or family["MAE"].get(task)
+    own = family.get(pretrained.method, {}) if protocol == "paper" else {}
+    name = own.get(task) or family["default"].get(task)
     if name is None:
         raise ValueError(f"no {task} recipe for {pretrained.method}'s encoder (the paper reports none)")
     return folder / name

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from abc import ABCMeta, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mmengine.logging import print_log
@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, PretrainedEncoder, load_pretrained_encoder
 from .convert import Converted
+from .pos_embed import square_grid
 
 
 @dataclass
@@ -119,12 +120,21 @@ class PretrainedBackboneMixin(metaclass=ABCMeta):
                 "config made for that encoder (configs/benchmarks/, or let tools/benchmark.py choose)"
             )
         converted, resized = self.convert_pretrained(pretrained)
-        report = load_checked(self, converted, self.new_keys, checkpoint, resized)  # type: ignore[arg-type]
+        report = load_checked(self, converted, self.new_keys, checkpoint, resized)
         print_log(report.summary(), logger="current")
         return report
 
 
-def resize_if_needed(state_dict: dict[str, Tensor], key: str, target: Tensor, resize, resized: dict) -> None:
+def pretrained_grid(pretrained: PretrainedEncoder, num_prefix_tokens: int = 1) -> tuple[int, int]:
+    """The token grid a ViT encoder was pretrained at (from the adapter, else from the ``pos_embed`` length)."""
+    grid = getattr(pretrained.encoder, "grid_size", None)
+    if grid is not None:
+        return tuple(grid)
+    return square_grid(pretrained.state_dict["pos_embed"].shape[1] - num_prefix_tokens)
+
+
+def resize_if_needed(state_dict: dict[str, Tensor], key: str, target: Tensor, resize: Callable[[Tensor], Tensor],
+                     resized: dict[str, tuple]) -> None:
     """Replace ``state_dict[key]`` by ``resize(tensor)`` when its shape differs from ``target``'s; record it."""
     if key in state_dict and state_dict[key].shape != target.shape:
         old = state_dict[key].shape

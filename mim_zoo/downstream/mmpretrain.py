@@ -18,16 +18,8 @@ from mmpretrain.registry import MODELS
 
 from .checkpoint import PretrainedEncoder
 from .convert import Converted, identity, timm_vit_to_openmmlab
-from .loading import PretrainedBackboneMixin, resize_if_needed
+from .loading import PretrainedBackboneMixin, pretrained_grid, resize_if_needed
 from .pos_embed import resize_pos_embed, square_grid
-
-
-def pretrained_grid(pretrained: PretrainedEncoder, num_prefix_tokens: int = 1) -> tuple[int, int]:
-    """The token grid the encoder was pretrained at (from the adapter, else from the ``pos_embed`` length)."""
-    grid = getattr(pretrained.encoder, "grid_size", None)
-    if grid is not None:
-        return tuple(grid)
-    return square_grid(pretrained.state_dict["pos_embed"].shape[1] - num_prefix_tokens)
 
 
 @MODELS.register_module()

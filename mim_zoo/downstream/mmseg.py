@@ -27,9 +27,8 @@ from mmseg.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS  # noqa: E402
 from .checkpoint import PretrainedEncoder  # noqa: E402
 from .convert import Converted, timm_vit_to_openmmlab  # noqa: E402
 from .layer_decay import BackboneLayerDecayOptimWrapperConstructor, vit_layer_depth  # noqa: E402
-from .loading import PretrainedBackboneMixin, resize_if_needed  # noqa: E402
+from .loading import PretrainedBackboneMixin, pretrained_grid, resize_if_needed  # noqa: E402
 from .mixmim_pyramid import MIMMixMIMPyramid  # noqa: E402
-from .mmpretrain import pretrained_grid  # noqa: E402
 from .pos_embed import resize_pos_embed  # noqa: E402
 
 
