@@ -202,25 +202,49 @@ class BlockMasking(MaskGenerator):
 
 @MASK_GENERATORS.register_module()
 class MixingMask(MaskGenerator):
-    """MixMIM's mixing mask: one random mask per batch, shared by every sample (Sense-X/MixMIM
-    ``models_mixmim.py:random_masking``).
+    """MixMIM's mixing mask: one random mask per batch, shared by every sample (Sense-X/MixMIM@2b2f5a9
+    ``models_mixmim.py:MixMIM.random_masking``).
 
     Drawn on the encoder's coarsest grid (7x7 at stride 32 for Swin-B at 224); ``True`` marks the tokens that sample
-    ``i`` takes from its batch mirror ``B - 1 - i``. Exactly ``int(L * ratio)`` tokens per row, identical rows.
+    ``i`` takes from its batch mirror ``B - 1 - i``. The official code masks the ``int(L * r)`` tokens with the
+    smallest noise, ``r = ratio + U(0, range_ratio)`` drawn once per batch (``range_mask_ratio``, default 0); every
+    row is identical.
+
+    Args:
+        ratio: base mixing ratio (MixMIM: 0.5, i.e. 24 of 49 tokens from the partner).
+        range_ratio: width of the uniform jitter added to ``ratio`` per batch (official ``range_mask_ratio``,
+            default 0). The official code draws it with Python's ``random``; here it comes from the torch generator.
     """
 
-    def __init__(self, ratio: float = 0.5) -> None:
+    def __init__(self, ratio: float = 0.5, range_ratio: float = 0.0) -> None:
         _check_ratio(ratio)
+        if range_ratio < 0 or ratio + range_ratio >= 1:
+            raise ValueError(f"range_ratio must be >= 0 with ratio + range_ratio < 1, got {ratio} + {range_ratio}")
         self.ratio = ratio
+        self.range_ratio = range_ratio
 
-    def num_masked(self, grid_size: GridSize) -> int:
-        return int(grid_size[0] * grid_size[1] * self.ratio)
+    def _count(self, num_tokens: int, ratio: float) -> int:
+        count = int(num_tokens * ratio)
+        if count < 1:
+            raise ValueError(
+                f"mixing ratio {ratio} takes no token from the partner on a grid of {num_tokens} tokens; raise the "
+                "ratio or use a larger output grid"
+            )
+        return count
+
+    def num_masked(self, grid_size: GridSize) -> int | None:
+        num_tokens = grid_size[0] * grid_size[1]
+        count = self._count(num_tokens, self.ratio)
+        return count if self.range_ratio == 0 else None
 
     def generate(self, batch_size: int, grid_size: GridSize, generator: torch.Generator | None, **context: object) -> Tensor:
         num_tokens = grid_size[0] * grid_size[1]
-        chosen = torch.rand(num_tokens, generator=generator).argsort()[: self.num_masked(grid_size)]
+        ratio = self.ratio
+        if self.range_ratio > 0:
+            ratio += self.range_ratio * float(torch.rand((), generator=generator))
+        noise = torch.rand(num_tokens, generator=generator)  # one draw for the whole batch
         row = torch.zeros(num_tokens, dtype=torch.bool)
-        row[chosen] = True
+        row[noise.argsort()[: self._count(num_tokens, ratio)]] = True  # the smallest noise is taken from the partner
         return row.expand(batch_size, num_tokens).clone()
 
 

@@ -44,7 +44,7 @@ def total_loss(losses: dict) -> torch.Tensor:
 
 
 def test_the_four_seed_algorithms_are_registered_with_tiny_configs():
-    assert {"MAE", "BootMAE", "MRMAE"} <= set(ALGORITHMS)
+    assert {"MAE", "BootMAE", "MRMAE", "MixMAE"} <= set(ALGORITHMS)
     for algorithm in ALGORITHMS:
         assert tiny_config_path(algorithm).is_file(), f"{algorithm} is registered but ships no tiny CPU config"
 

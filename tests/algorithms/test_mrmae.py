@@ -187,7 +187,8 @@ def test_train_tool_finishes_the_tiny_config_with_a_checkpoint(tmp_path) -> None
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = torch.load(tmp_path / "epoch_2.pth", map_location="cpu", weights_only=True)
     state = checkpoint["state_dict"]
-    assert "mimic_heads.clip.0.weight" in state and "teachers.dino.teacher.blocks.0.attn.qkv.weight" in state
+    assert "mimic_heads.clip.0.weight" in state
+    assert not any(".teacher." in key for key in state)  # frozen teachers reload from their files
     assert (tmp_path / "last_checkpoint").is_file()
     assert "loss_mimic_clip" in result.stdout + result.stderr  # the logged terms
 
