@@ -16,7 +16,7 @@ from mmengine.utils import import_modules_from_strings
 from .datasets import make_shapes_dataset
 from .reliability import find_resume_checkpoint
 from .teachers import generate_teachers
-from .validation import check_config_types, check_image_folder, check_strategy, drop_disabled_hooks
+from .validation import check_config_types, check_dataset_root, check_strategy, drop_disabled_hooks
 
 
 def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) -> Config:
@@ -68,13 +68,7 @@ def _adapt_to_cpu(cfg: Config) -> None:
 
 
 def _check_data_root(cfg: Config) -> None:
-    dataset = cfg.get("train_dataloader", {}).get("dataset", {})
-    root = dataset.get("data_root")
-    if not root:
-        return
-    prefix = dataset.get("data_prefix") or dataset.get("split") or ""
-    prefix = prefix.get("img_path", "") if isinstance(prefix, dict) else prefix
-    check_image_folder(root, prefix)
+    check_dataset_root(cfg.get("train_dataloader", {}).get("dataset", {}))
 
 
 def _check_batch_size(cfg: Config) -> None:

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from torch import nn
 
 
-def wrap_blocks(module: nn.Module, recurse: bool, nonwrapped_numel: int, block_names: Sequence[str] = ("Block",)) -> bool:
+def wrap_blocks(module: nn.Module, recurse: bool, nonwrapped_numel: int,
+                block_names: Sequence[str] = ("Block",)) -> bool:
     """FSDP auto-wrap policy: every module whose class is named in ``block_names`` becomes one shard unit.
 
     Classes are matched by name so the policy lives in a config as plain strings (mmengine resolves lazily imported

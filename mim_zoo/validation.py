@@ -49,8 +49,11 @@ def check_config_types(cfg: Config) -> None:
     """Fail with the registered names when ``model.type`` or a ``custom_hooks`` type is an unknown string.
 
     Nested plugins (encoder, masking, target, decoder) are built by :func:`mim_zoo.registry.build_with_suggestions`,
-    which already lists them; these two are built by mmengine's Runner, whose error does not.
+    which already lists them; these two are built by mmengine's Runner, whose error does not. Configs in another
+    scope (downstream mmpretrain/mmseg/mmdet configs) are left to their own registries.
     """
+    if cfg.get("default_scope", "mim_zoo") != "mim_zoo":
+        return
     model_type = cfg.get("model", {}).get("type")
     if isinstance(model_type, str) and MODELS.get(model_type) is None:
         raise UnknownPluginError(describe_unknown(MODELS, model_type))
@@ -107,8 +110,9 @@ def _listing(folder: str, limit: int = 6) -> str:
     return shown or "nothing"
 
 
-def check_image_folder(root: str, split: str = "train", num_probe: int = 3) -> None:
-    """Check ``root/split`` has ImageNet's layout (class folders holding images); explain what is wrong if not.
+def check_image_folder(root: str, split: str = "train", class_folders: bool = True, num_probe: int = 3) -> None:
+    """Check ``root/split`` exists and, with ``class_folders``, has ImageNet's layout (class folders holding
+    images); explain what is wrong if not.
 
     Only the first ``num_probe`` class folders are opened, so the check costs milliseconds on ImageNet.
 
@@ -117,18 +121,23 @@ def check_image_folder(root: str, split: str = "train", num_probe: int = 3) -> N
     """
     root = root.rstrip("/") or "/"
     folder = osp.join(root, split) if split else root
-    layout = LAYOUT.format(split=split or ".").replace("DATA_ROOT", root)
+    layout = LAYOUT.format(split=split or ".").replace("DATA_ROOT", root) if class_folders else folder
     fix = "Set --cfg-options train_dataloader.dataset.data_root=/path/to/your/data"
     if not osp.isdir(root):
         raise FileNotFoundError(f"training data not found: data root {root!r} does not exist. Expected {layout}. {fix}")
     if not osp.isdir(folder):
-        found = _listing(root)
         hint = ""
-        if _has_images(root) or any(_has_images(osp.join(root, d)) for d in _subfolders(root)[:num_probe]):
+        if class_folders and (_has_images(root) or any(_has_images(osp.join(root, d))
+                                                       for d in _subfolders(root)[:num_probe])):
             hint = (f" {root!r} itself holds images or class folders: it looks like the {split!r} folder; point "
                     "data_root at its parent.")
         raise FileNotFoundError(f"training data not found: {folder!r} is not a directory (found in {root!r}: "
-                                f"{found}).{hint} Expected {layout}. {fix}")
+                                f"{_listing(root)}).{hint} Expected {layout}. {fix}")
+    if class_folders:
+        _check_class_folders(folder, layout, num_probe)
+
+
+def _check_class_folders(folder: str, layout: str, num_probe: int) -> None:
     classes = _subfolders(folder)
     if not classes:
         flat = " It holds images directly; move them into one sub-folder per class." if _has_images(folder) else ""
@@ -139,6 +148,20 @@ def check_image_folder(root: str, split: str = "train", num_probe: int = 3) -> N
         raise FileNotFoundError(f"training data: the class folders of {folder!r} hold no images with the extensions "
                                 f"{', '.join(IMAGE_EXTENSIONS)} (e.g. {osp.join(folder, empty[0])!r} has: "
                                 f"{_listing(osp.join(folder, empty[0]))}). Expected {layout}.")
+
+
+def check_dataset_root(dataset: Mapping) -> None:
+    """The data root of a train dataset config exists; for ImageNet-style datasets (mmpretrain ``ImageNet`` or a
+    labelled ``CustomDataset``, without an annotation file) it also has the class-folder layout."""
+    root = dataset.get("data_root")
+    if not root:
+        return
+    prefix = dataset.get("data_prefix") or dataset.get("split") or ""
+    prefix = prefix.get("img_path", "") if isinstance(prefix, Mapping) else prefix
+    kind = dataset.get("type")
+    name = getattr(kind, "__name__", str(kind)).split(".")[-1]
+    by_class = name in ("ImageNet", "CustomDataset") and not dataset.get("ann_file") and dataset.get("with_label", True)
+    check_image_folder(root, prefix, class_folders=by_class)
 
 
 # --- unreadable images --------------------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def _finish(fig: Figure, out_file: str | None) -> np.ndarray:
 
 def render_grid(panels: Sequence[tuple[str, np.ndarray]], out_file: str | None = None, title: str | None = None,
                 cell_inches: float = 1.6) -> np.ndarray:
-    """Lay out ``panels`` (columns) x samples (rows); write a PNG if ``out_file``; return the RGB array ``[H, W, 3]``."""
+    """Lay out ``panels`` (columns) x samples (rows); write a PNG if ``out_file``; return the RGB ``[H, W, 3]``."""
     rows, cols = panels[0][1].shape[0], len(panels)
     fig = _new_figure(cell_inches * cols, cell_inches * rows + 0.4)
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -241,8 +241,9 @@ class ReconstructionVisHook(Hook):
     """Every ``interval`` epochs (and after the last), draw reconstructions of fixed training images.
 
     The same images (spread over the training set), crops and masks every time, drawn under a fixed seed without
-    touching the training random streams (so resume stays bit-exact). Writes ``WORK_DIR/<out_dir>/reconstruction_epoch_N.png`` and sends the
-    picture to the visualizer (TensorBoard). Rank 0 only; skipped under FSDP, whose shards rank 0 cannot run alone.
+    touching the training random streams (so resume stays bit-exact). Writes
+    ``WORK_DIR/<out_dir>/reconstruction_epoch_N.png`` and sends the picture to the visualizer (TensorBoard). Rank 0
+    only; skipped under FSDP, whose shards rank 0 cannot run alone.
 
     Args:
         interval: epochs between pictures.

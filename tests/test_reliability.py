@@ -11,6 +11,7 @@ import resource
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.hooks import Hook
 
 from mim_zoo.reliability import (
@@ -22,8 +23,9 @@ from mim_zoo.reliability import (
     rng_isolated,
     write_atomic,
 )
+from mim_zoo.runtime import prepare_config
 
-from .helpers.training import build_runner, single_thread
+from .helpers.training import build_runner, single_thread, train_cli
 
 CONFIG = "configs/mae/tiny_cpu.py"
 
@@ -106,6 +108,19 @@ def test_find_resume_checkpoint_explains_when_nothing_is_usable(tmp_path) -> Non
     (tmp_path / "last_checkpoint").write_text(str(tmp_path / "epoch_4.pth"))
     with pytest.raises(FileNotFoundError, match=r"epoch_4\.pth.*missing or incomplete.*epoch_3\.pth is incomplete"):
         find_resume_checkpoint(str(tmp_path))
+
+
+def test_resume_flag_starts_fresh_without_checkpoints_and_refuses_broken_ones(tmp_path) -> None:
+    cfg = Config.fromfile(CONFIG)
+    cfg.work_dir = str(tmp_path)
+    prepare_config(cfg, resume="auto")  # first launch of a requeue-safe command line
+    assert cfg.resume is False and cfg.load_from is None
+    save_checkpoint(str(tmp_path / "epoch_1.pth"))
+    prepare_config(cfg, resume="auto")
+    assert cfg.resume is True and cfg.load_from == osp.join(str(tmp_path), "epoch_1.pth")
+    truncate(str(tmp_path / "epoch_1.pth"))
+    message = train_cli([CONFIG, "--work-dir", str(tmp_path), "--resume"])
+    assert message.startswith("error: --resume: no complete checkpoint to resume from") and "epoch_1.pth" in message
 
 
 # --- checkpoint hook: prune only after the new checkpoint is complete --------------------------------------------

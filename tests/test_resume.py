@@ -50,8 +50,9 @@ def test_killed_during_save_and_mid_epoch_then_resumed_equals_uninterrupted(refe
     work_dir = str(tmp_path)
 
     # 1. the kernel kills the run in the middle of writing its 2nd checkpoint (SIGXFSZ after SAVE_LIMIT bytes)
-    killed = train(config, work_dir, faults=["default_hooks.fault.type=KillDuringSaveHook",
-                                             "default_hooks.fault.nth=2", f"default_hooks.fault.limit_bytes={SAVE_LIMIT}"])
+    faults = ["default_hooks.fault.type=KillDuringSaveHook", "default_hooks.fault.nth=2",
+              f"default_hooks.fault.limit_bytes={SAVE_LIMIT}"]
+    killed = train(config, work_dir, faults=faults)
     assert killed.returncode == -signal.SIGXFSZ, killed.stdout[-3000:]
     partial = glob.glob(osp.join(work_dir, ".epoch_2.pth.*.tmp"))
     assert partial and osp.getsize(partial[0]) == SAVE_LIMIT  # the kill really happened mid-write

@@ -26,7 +26,7 @@ TRAIN_WITH_FAULTS = osp.join(REPO, "tests", "helpers", "train_with_faults.py")
 def tiny_configs(combos: bool = False) -> list[str]:
     """Every algorithm's ``configs/<algo>/tiny_cpu.py`` (relative to the repository root); with ``combos`` also
     ``configs/combos/<name>/tiny_cpu.py``."""
-    pattern = osp.join(REPO, "configs", "**", "tiny_cpu.py") if combos else osp.join(REPO, "configs", "*", "tiny_cpu.py")
+    pattern = osp.join(REPO, "configs", "**" if combos else "*", "tiny_cpu.py")
     return sorted(osp.relpath(p, REPO) for p in glob.glob(pattern, recursive=True))
 
 
