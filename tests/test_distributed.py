@@ -3,7 +3,8 @@
 * DDP over 2 processes equals 1 process with the same global batch (gradients and weights, within float tolerance),
   for every tiny config whose loss decomposes over samples; batch-coupled algorithms are detected and exempt.
 * Masks differ across ranks and are reproducible per seed: rank r draws exactly what 1 process seeded seed+r draws.
-* ``tools/dist_train.sh`` trains a tiny config end to end and its checkpoints hold the random states of both ranks.
+* ``tools/dist_train.sh`` trains a tiny config end to end and its checkpoints hold the random states of both ranks;
+  a 2-process run killed mid-epoch and resumed ends bit-identical to an uninterrupted one.
 * ``tools/slurm_train.sh`` hands srun the documented command line.
 """
 
@@ -23,7 +24,16 @@ from torch.utils.data import DataLoader
 from mim_zoo.validation import _per_process_batches
 
 from .helpers import dist_worker
-from .helpers.training import REPO, load_checkpoint, single_thread, subprocess_env, tiny_configs
+from .helpers.training import (
+    REPO,
+    TRAIN,
+    TRAIN_WITH_FAULTS,
+    assert_same_training_state,
+    load_checkpoint,
+    single_thread,
+    subprocess_env,
+    tiny_configs,
+)
 
 pytestmark = pytest.mark.dist
 CONFIGS = tiny_configs()
@@ -121,6 +131,28 @@ def test_dist_train_script_trains_on_two_processes(tmp_path) -> None:
     states = checkpoint["rng_state"]
     assert states["world_size"] == 2
     assert not torch.equal(states["ranks"][0]["torch"], states["ranks"][1]["torch"])  # each rank its own stream
+
+
+@pytest.mark.slow
+def test_two_process_run_killed_and_resumed_equals_uninterrupted(tmp_path) -> None:
+    """Each rank restores its own random state: a killed and resumed 2-process run ends bit-identical."""
+    options = ["train_dataloader.batch_size=8", "train_dataloader.dataset.indices=32", "train_cfg.max_epochs=2",
+               "default_hooks.reconstruction_vis=None"]
+
+    def launch(script: str, work_dir: str, *args: str) -> subprocess.CompletedProcess:
+        return torchrun([script, "configs/mae/tiny_cpu.py", "--launcher", "pytorch", "--work-dir", work_dir, *args])
+
+    reference = launch(TRAIN, str(tmp_path / "reference"), "--cfg-options", *options)
+    assert reference.returncode == 0, reference.stdout[-4000:]
+    killed = launch(TRAIN_WITH_FAULTS, str(tmp_path / "run"), "--cfg-options", *options,
+                    "default_hooks.fault.type=KillAtIterationHook", "default_hooks.fault.iteration=3")  # mid-epoch 2
+    assert killed.returncode != 0 and osp.isfile(tmp_path / "run" / "epoch_1.pth")
+    assert not osp.exists(tmp_path / "run" / "epoch_2.pth")
+    resumed = launch(TRAIN, str(tmp_path / "run"), "--resume", "--cfg-options", *options)
+    assert resumed.returncode == 0, resumed.stdout[-4000:]
+    assert "restored the random states of 2 process(es) (epoch 1, iteration 2)" in resumed.stdout
+    assert_same_training_state(load_checkpoint(str(tmp_path / "reference" / "epoch_2.pth")),
+                               load_checkpoint(str(tmp_path / "run" / "epoch_2.pth")))
 
 
 def test_per_process_batches_include_the_last_partial_batch() -> None:

@@ -18,6 +18,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
+import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
@@ -62,6 +63,11 @@ def main(argv: list[str] | None = None) -> None:
         runner.train()
     except RunAborted as err:  # NaN loss, unreadable image, unmet precondition: the message says what to do
         sys.exit(f"error: {err}")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # leave together, then close the group: a process exiting while its gloo group lives can abort
+        # ("terminate called without an active exception"), and torchrun then kills the others mid-save
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -105,3 +105,6 @@ def run(out_dir: str, configs: list[str], launcher: str = "none") -> None:
 
 if __name__ == "__main__":
     run(sys.argv[1], sys.argv[2:], launcher="pytorch" if "LOCAL_RANK" in os.environ else "none")
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
