@@ -11,6 +11,7 @@ from mim_zoo.algorithms import BootMAE
 from mim_zoo.encoders import ViTEncoder
 from mim_zoo.hooks import MIMScheduleHook
 from mim_zoo.masking import BlockMasking
+from mim_zoo.optim import MIMOptimWrapperConstructor
 from mim_zoo.targets import MomentumTarget, PixelTarget
 
 with read_base():
@@ -40,6 +41,7 @@ model = dict(
     feature_decoder=dict(depth=2, num_heads=4),
 )
 optim_wrapper = dict(
+    constructor=MIMOptimWrapperConstructor,  # leaves the frozen target generators out, in one log line
     type=OptimWrapper,
     optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05),
     paramwise_cfg=dict(flat_decay_mult=0.0, bias_decay_mult=0.0, custom_keys={"cls_token": dict(decay_mult=0.0)}),

@@ -18,6 +18,7 @@ from mim_zoo.algorithms import BootMAE
 from mim_zoo.encoders import ViTEncoder
 from mim_zoo.hooks import MIMScheduleHook
 from mim_zoo.masking import BlockMasking
+from mim_zoo.optim import MIMOptimWrapperConstructor
 from mim_zoo.targets import MomentumTarget, PixelTarget
 
 with read_base():
@@ -53,6 +54,7 @@ model = dict(
 )
 
 optim_wrapper = dict(
+    constructor=MIMOptimWrapperConstructor,  # leaves the frozen target generators out, in one log line
     type=OptimWrapper,  # `tools/train.py --amp` switches to mmengine's AmpOptimWrapper (the official runs use AMP)
     optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05),
     paramwise_cfg=dict(flat_decay_mult=0.0, bias_decay_mult=0.0, custom_keys={"cls_token": dict(decay_mult=0.0)}),

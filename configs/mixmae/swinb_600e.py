@@ -17,6 +17,7 @@ from torch.optim import AdamW
 from mim_zoo.algorithms import MixMAE
 from mim_zoo.masking import MixingMask
 from mim_zoo.mixmim_encoder import MixMIMEncoder
+from mim_zoo.optim import MIMOptimWrapperConstructor
 from mim_zoo.targets import PixelTarget
 
 with read_base():
@@ -44,6 +45,7 @@ model = dict(
 )
 
 optim_wrapper = dict(
+    constructor=MIMOptimWrapperConstructor,  # leaves the frozen target generators out, in one log line
     type=OptimWrapper,  # `tools/train.py --amp` switches to mmengine's AmpOptimWrapper (the official runs use AMP)
     optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05),
     # no decay on every 1-D parameter (LN weights and biases, Linear/conv biases), as timm's add_weight_decay

@@ -10,6 +10,7 @@ from torch.optim import AdamW
 from mim_zoo.algorithms import MRMAE
 from mim_zoo.encoders import ViTEncoder
 from mim_zoo.masking import RandomMasking
+from mim_zoo.optim import MIMOptimWrapperConstructor
 from mim_zoo.targets import PixelTarget, TeacherTarget
 
 with read_base():
@@ -57,6 +58,7 @@ model = dict(
     loss_weights=dict(rec=1.0, mimic_clip=1.0, mimic_dino=1.0),
 )
 optim_wrapper = dict(
+    constructor=MIMOptimWrapperConstructor,  # leaves the frozen target generators out, in one log line
     type=OptimWrapper,
     optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
