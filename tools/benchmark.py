@@ -3,12 +3,14 @@
     python tools/benchmark.py work_dirs/bootmae_vitb_800e/epoch_800.pth --tasks linear,finetune,ade20k,coco
     python tools/benchmark.py CKPT --tasks ade20k --gpus 8              # launches torchrun, 8 processes per task
     python tools/benchmark.py CKPT --tasks ade20k --gpus 8 --dry-run    # only prints the commands
-    python tools/benchmark.py CKPT --tiny                               # the CPU twins (tiny ViT, toy data)
+    python tools/benchmark.py CKPT --tiny                               # the CPU twins (tiny encoders, toy data)
 
 Each task trains the benchmark config of the checkpoint's method (configs/benchmarks/{imagenet,ade20k,coco}; the
-paper's recipe, or MAE's for every ViT with --protocol common) with the encoder initialised from the checkpoint,
-in WORK_DIR/<task>/. The final evaluation's metrics go to WORK_DIR/results.json (merged across runs) and the row
-(method, epochs, linear top-1, fine-tune top-1, ADE20K mIoU, COCO box AP, mask AP) to WORK_DIR/results.md.
+paper's recipe, or with --protocol common the encoder family's reference recipe for every method: MAE's for all
+ViTs) with the encoder initialised from the checkpoint, in WORK_DIR/<task>/. The final evaluation's metrics go to
+WORK_DIR/results.json (merged across runs) and the row (method, epochs, linear top-1, fine-tune top-1, ADE20K mIoU,
+COCO box AP, mask AP) to WORK_DIR/results.md. The method is the algorithm plus what a combo swaps in
+("MAE+BlockMasking"), or --name.
 """
 
 from __future__ import annotations
@@ -39,8 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"comma-separated subset of {','.join(TASKS)}")
     parser.add_argument("--work-dir", help="default: work_dirs/benchmarks/<pretraining run>/<checkpoint name>")
     parser.add_argument("--protocol", choices=("paper", "common"), default="paper",
-                        help="paper: each method's published recipe; common: MAE's recipe for every ViT")
-    parser.add_argument("--tiny", action="store_true", help="the CPU twins of the benchmark configs")
+                        help="paper: each method's published recipe; common: the encoder family's reference recipe "
+                             "for every method (MAE's for all ViTs)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="the CPU twins of the benchmark configs (tiny ViT or tiny MixMIM Swin, toy data)")
+    parser.add_argument("--name", help="the method column of the row (default: the algorithm, plus the parts a "
+                                       "combo swaps in, e.g. MAE+BlockMasking)")
     parser.add_argument("--gpus", type=int, default=1, help="processes per task; > 1 launches torchrun")
     parser.add_argument("--dry-run", action="store_true", help="print the commands of --gpus > 1 and stop")
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision (needs a CUDA device)")
@@ -67,6 +73,7 @@ def torchrun_command(args: argparse.Namespace, task: str, work_dir: str) -> list
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.gpus}", osp.abspath(__file__),
            args.checkpoint, "--tasks", task, "--work-dir", work_dir, "--protocol", args.protocol,
            "--launcher", "pytorch"]
+    cmd += ["--name", args.name] if args.name else []
     cmd += ["--tiny"] * args.tiny + ["--amp"] * args.amp
     if args.cfg_options:
         cmd += ["--cfg-options"] + [f"{k}={v}" for k, v in args.cfg_options.items()]
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         record = run_task(config, args.checkpoint, osp.join(work_dir, task), args.launcher, args.amp,
                           args.cfg_options)
         if is_main_process():
-            update_results(results_file, pretrained, task, config.relative_to(REPO_ROOT), record)
+            update_results(results_file, pretrained, task, config.relative_to(REPO_ROOT), record, args.name)
     if is_main_process() and osp.exists(results_file) and not args.dry_run:
         with open(results_file) as f:
             print(markdown_table([json.load(f)]))

@@ -2,9 +2,10 @@
 
 A *task* is one benchmark: ``linear`` and ``finetune`` (ImageNet-1k top-1, mmpretrain), ``ade20k`` (mIoU, mmseg),
 ``coco`` (box and mask AP, mmdet). :func:`recipe_config` picks the config of a task for the checkpoint's method
-(the paper's recipe, or MAE's for every ViT with ``protocol="common"``; the CPU twins with ``tiny=True``);
-:func:`run_task` trains it with mmengine's Runner and records the metrics of the final evaluation
-(:class:`RecordMetricsHook`); :func:`update_results` merges them into ``results.json`` and writes ``results.md``.
+(the paper's recipe, or its encoder family's reference recipe with ``protocol="common"``: MAE's for every ViT; the
+CPU twins with ``tiny=True``); :func:`run_task` trains it with mmengine's Runner and records the metrics of the final
+evaluation (:class:`RecordMetricsHook`); :func:`update_results` merges them into ``results.json`` and writes
+``results.md``, one row per checkpoint, named by :func:`method_label` (the algorithm, plus what a combo swaps in).
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ COLUMNS = (("method", "method"), ("epochs", "epochs"), ("linear_top1", "linear t
            ("finetune_top1", "fine-tune top-1"), ("ade20k_miou", "ADE20K mIoU"), ("coco_box_ap", "COCO box AP"),
            ("coco_mask_ap", "COCO mask AP"))
 
-# Recipes by encoder family (canonical layout) and method. "default" is the family's reference recipe (MAE's for
-# ViTs, MixMIM's for its Swin), used by methods without their own entry (MR-MAE: unpublished) and by the "common"
-# protocol; a method's entry lists only the tasks where its paper differs.
+# Recipes by encoder family (canonical layout) and method. "default" is the family's reference recipe, used by
+# methods without their own entry and by the "common" protocol; a method's entry lists only the tasks where its
+# paper differs. ViTs: MAE's recipes (MR-MAE published none). MixMIM's Swin (MixMAE only): mmpretrain's fine-tune,
+# and documented defaults where MixMIM published nothing (linear: MAE's protocol on the pooled features; ADE20K and
+# COCO: mmseg's / mmdet's Swin recipes).
 _VIT = {
     "default": {
         "linear": "linear_vit-b16_mae-pre_8xb2048-lars-coslr-90e_in1k.py",
@@ -63,39 +66,77 @@ _VIT = {
 }
 _SWIN = {
     "default": {
+        "linear": "linear_mixmim-b_mixmae-pre_8xb2048-lars-coslr-90e_in1k.py",
         "finetune": "finetune_mixmim-b_mixmae-pre_8xb128-coslr-100e_in1k.py",
         "ade20k": "seg_upernet_mixmim-b_mixmae-pre_8xb2-160k_ade20k-512x512.py",
         "coco": "det_mask-rcnn_mixmim-b-fpn_mixmae-pre_8xb2-ms-crop-3x_coco.py",
     },
 }
 RECIPES = {"timm": _VIT, "mmpretrain": _SWIN}
+# The CPU twins of each family's reference recipes, for the tiny encoders of configs/<algo>/tiny_cpu.py.
 TINY = {
-    "linear": "linear_vit_tiny_cpu.py",
-    "finetune": "finetune_vit_tiny_cpu.py",
-    "ade20k": "seg_upernet_vit_tiny_cpu.py",
-    "coco": "det_mask-rcnn_vitdet_tiny_cpu.py",
+    "timm": {
+        "linear": "linear_vit_tiny_cpu.py",
+        "finetune": "finetune_vit_tiny_cpu.py",
+        "ade20k": "seg_upernet_vit_tiny_cpu.py",
+        "coco": "det_mask-rcnn_vitdet_tiny_cpu.py",
+    },
+    "mmpretrain": {
+        "linear": "linear_mixmim_tiny_cpu.py",
+        "finetune": "finetune_mixmim_tiny_cpu.py",
+        "ade20k": "seg_upernet_mixmim_tiny_cpu.py",
+        "coco": "det_mask-rcnn_mixmim-fpn_tiny_cpu.py",
+    },
 }
+FAMILY_NAMES = {"timm": "ViT (timm layout)", "mmpretrain": "MixMIM Swin (mmpretrain layout)"}
 
 
 def recipe_config(task: str, pretrained: PretrainedEncoder, protocol: str = "paper", tiny: bool = False) -> Path:
-    """The benchmark config of ``task`` for this encoder (module docstring)."""
+    """The benchmark config of ``task`` for this encoder (module docstring).
+
+    ``protocol="paper"``: the method's published recipe where it has one, else its family's reference;
+    ``"common"``: the family's reference recipe for every method (MAE's for all ViTs), for like-for-like rows.
+    ``tiny=True``: the CPU twin of the family's reference recipe (the protocol does not apply).
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     if protocol not in ("paper", "common"):
-        raise ValueError(f"protocol must be 'paper' (each method's recipe) or 'common' (MAE's), got {protocol!r}")
+        raise ValueError(f"protocol must be 'paper' (each method's recipe) or 'common' (its encoder family's "
+                         f"reference recipe), got {protocol!r}")
+    family = (TINY if tiny else RECIPES).get(pretrained.canonical)
+    if family is None:
+        kind = "CPU twins" if tiny else "benchmark recipes"
+        raise ValueError(f"no {kind} for encoders in the {pretrained.canonical!r} layout (there are for "
+                         f"{', '.join(FAMILY_NAMES.values())})")
     folder = CONFIG_ROOT / TASKS[task].folder
     if tiny:
-        if pretrained.canonical != "timm":
-            raise ValueError("the CPU twins are written for the tiny ViT of configs/mae/tiny_cpu.py")
-        return folder / TINY[task]
-    family = RECIPES.get(pretrained.canonical)
-    if family is None:
-        raise ValueError(f"no benchmark recipes for encoders in the {pretrained.canonical!r} layout")
+        return folder / family[task]
     own = family.get(pretrained.method, {}) if protocol == "paper" else {}
-    name = own.get(task) or family["default"].get(task)
-    if name is None:
-        raise ValueError(f"no {task} recipe for {pretrained.method}'s encoder (the paper reports none)")
-    return folder / name
+    return folder / (own.get(task) or family["default"][task])
+
+
+# The parts each algorithm is defined with (its constructor's defaults). A checkpoint whose saved config puts another
+# type in one of these slots (a combo of configs/combos/, or a variant such as MR-MAE's focused mimicking) is
+# labelled with what it swapped in, e.g. "MAE+BlockMasking", so that its results row is told apart from the base's.
+REFERENCE_COMPONENTS = {
+    "MAE": {"masking": "RandomMasking", "target": "PixelTarget", "decoder": "MAEDecoder"},
+    "MRMAE": {"masking": "RandomMasking", "target": "PixelTarget", "decoder": "MAEDecoder"},
+    "BootMAE": {"masking": "BlockMasking", "pixel_target": "PixelTarget", "feature_target": "MomentumTarget",
+                "pixel_decoder": "BootMAEPixelDecoder", "feature_decoder": "BootMAEFeatureDecoder"},
+    "MixMAE": {"masking": "MixingMask", "target": "PixelTarget", "decoder": "MixMAEDecoder"},
+}
+
+
+def method_label(pretrained: PretrainedEncoder) -> str:
+    """The "method" column: the algorithm, plus every part its config swaps for another type ("MAE+BlockMasking").
+
+    A slot saved without a ``type`` uses the algorithm's default. Algorithms outside
+    :data:`REFERENCE_COMPONENTS` (a project's) are labelled by their name alone.
+    """
+    reference = REFERENCE_COMPONENTS.get(pretrained.method, {})
+    swapped = [pretrained.components[slot] for slot, default in reference.items()
+               if pretrained.components.get(slot, default) != default]
+    return "+".join([pretrained.method, *swapped])
 
 
 @HOOKS.register_module()
@@ -183,15 +224,19 @@ def task_columns(task: str, record: dict) -> dict[str, float]:
 
 
 def update_results(results_file: str, pretrained: PretrainedEncoder, task: str, config: str | Path,
-                   record: dict) -> dict:
-    """Merge one task's outcome into ``results_file`` (JSON) and rewrite the markdown table next to it."""
+                   record: dict, name: str | None = None) -> dict:
+    """Merge one task's outcome into ``results_file`` (JSON) and rewrite the markdown table next to it.
+
+    ``name`` is the row's "method" column (default :func:`method_label`).
+    """
     results: dict = {}
     if osp.exists(results_file):
         with open(results_file) as f:
             results = json.load(f)
     if results.get("checkpoint") not in (None, osp.abspath(pretrained.source)):
         raise ValueError(f"{results_file} holds results of {results['checkpoint']}; choose another --work-dir")
-    results.update(checkpoint=osp.abspath(pretrained.source), method=pretrained.method, epochs=pretrained.epoch,
+    results.update(checkpoint=osp.abspath(pretrained.source), method=name or method_label(pretrained),
+                   algorithm=pretrained.method, components=pretrained.components, epochs=pretrained.epoch,
                    encoder=pretrained.encoder_cfg)
     results.setdefault("tasks", {})[task] = dict(config=str(config), **task_columns(task, record), evaluation=record)
     with open(results_file, "w") as f:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import os
 import os.path as osp
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -46,6 +46,8 @@ class PretrainedEncoder:
         epoch, iteration: training progress recorded by mmengine (``None`` if absent).
         encoder_cfg: the encoder config as saved.
         source: the checkpoint path.
+        components: ``{slot: type name}`` of the algorithm's other configured parts (``masking``, ``target``,
+            ``decoder``, ...; those saved with a ``type``), which tell a combo from its base algorithm.
     """
 
     encoder: nn.Module
@@ -56,6 +58,7 @@ class PretrainedEncoder:
     iteration: int | None
     encoder_cfg: dict
     source: str
+    components: dict[str, str] = field(default_factory=dict)
 
 
 # --- the saved config ------------------------------------------------------------------------------------------
@@ -219,8 +222,20 @@ def load_pretrained_encoder(path: str | os.PathLike) -> PretrainedEncoder:
     if canonical is None or not hasattr(encoder, "export_state_dict"):
         raise CheckpointError(f"{encoder_cls.__name__} has no `canonical` layout / `export_state_dict()`")
     meta = ckpt.get("meta", {})
-    method = str(model_cfg.get("type", "unknown")).rsplit(".", 1)[-1]
     return PretrainedEncoder(
-        encoder=encoder, state_dict=encoder.export_state_dict(), canonical=canonical, method=method,
+        encoder=encoder, state_dict=encoder.export_state_dict(), canonical=canonical, method=_type_name(model_cfg),
         epoch=meta.get("epoch"), iteration=meta.get("iter"), encoder_cfg=encoder_cfg, source=source,
+        components=model_components(model_cfg),
     )
+
+
+def model_components(model_cfg: dict) -> dict[str, str]:
+    """``{slot: class name}`` of the parts of a saved algorithm config that name a ``type``, the encoder excepted
+    (``{'masking': 'BlockMasking', 'target': 'PixelTarget', 'data_preprocessor': ...}``)."""
+    return {slot: _type_name(cfg) for slot, cfg in model_cfg.items()
+            if slot != "encoder" and isinstance(cfg, dict) and "type" in cfg}
+
+
+def _type_name(cfg: dict) -> str:
+    """The class name of a saved ``type`` (``'mim_zoo.masking.BlockMasking'`` -> ``'BlockMasking'``)."""
+    return str(cfg.get("type", "unknown")).rsplit(".", 1)[-1]

@@ -6,7 +6,8 @@ registers, in mmpretrain's ``MODELS``:
 * :class:`MIMVisionTransformer`: mmpretrain's own ``VisionTransformer`` (so mmpretrain's fine-tune/linear recipes,
   its ``get_layer_depth`` and ``LearningRateDecayOptimWrapperConstructor`` apply unchanged) whose ``init_weights``
   loads a timm-layout encoder through :mod:`mim_zoo.downstream.convert` and resizes ``pos_embed`` to ``img_size``.
-* :class:`MIMMixMIMTransformer`: mmpretrain's ``MixMIMTransformer`` loading MixMAE's encoder (already in that layout).
+* :class:`MIMMixMIMTransformer`: mmpretrain's ``MixMIMTransformer`` loading MixMAE's encoder (already in that layout),
+  with ``frozen_stages`` for the linear probe (mmpretrain's ``VisionTransformer`` semantics).
 
 Both refuse to start from a random encoder (:mod:`mim_zoo.downstream.loading`).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from mmpretrain.models.backbones import MixMIMTransformer, VisionTransformer
 from mmpretrain.registry import MODELS
+from torch import nn
 
 from .checkpoint import PretrainedEncoder
 from .convert import Converted, identity, timm_vit_to_openmmlab
@@ -63,17 +65,41 @@ class MIMMixMIMTransformer(PretrainedBackboneMixin, MixMIMTransformer):
 
     The fixed sin-cos ``absolute_pos_embed`` is resized when ``img_size`` differs from pretraining (MixMIM's
     384-px fine-tune, Sense-X/MixMIM ``models_mixmim_ft.py``); the window sizes must match the pretrained ones.
+    The forward is ``MixMIMTransformer``'s: the average of the final-normed output tokens, ``[B, C]``.
 
     Args:
         mim_checkpoint: the pretraining checkpoint; required at ``init_weights``.
+        frozen_stages: freeze the patch embedding and the first ``frozen_stages`` stages (with their patch
+            merging), and the final norm when all are frozen: no gradient, kept in eval mode with the dropout after
+            the positions (so no drop path or dropout). ``MixMIMTransformer`` has no such option; this gives it
+            ``VisionTransformer``'s (mmpretrain ``_freeze_stages``), for the linear probe.
         *args, **kwargs: ``MixMIMTransformer``'s.
     """
 
     accepted_layouts = ("mmpretrain",)
 
-    def __init__(self, *args, mim_checkpoint: str | None = None, **kwargs) -> None:
+    def __init__(self, *args, mim_checkpoint: str | None = None, frozen_stages: int = 0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if not 0 <= frozen_stages <= self.num_layers:
+            raise ValueError(f"frozen_stages must be in [0, {self.num_layers}] (the number of stages), "
+                             f"got {frozen_stages}")
         self.mim_checkpoint = mim_checkpoint
+        self.frozen_stages = frozen_stages
+        for param in self._frozen_modules().parameters():
+            param.requires_grad = False
+
+    def _frozen_modules(self) -> nn.ModuleList:
+        if not self.frozen_stages:
+            return nn.ModuleList()
+        frozen = [self.patch_embed, self.drop_after_pos, *self.layers[:self.frozen_stages]]
+        if self.frozen_stages == self.num_layers:
+            frozen.append(self.norm)
+        return nn.ModuleList(frozen)
+
+    def train(self, mode: bool = True) -> MIMMixMIMTransformer:
+        super().train(mode)
+        self._frozen_modules().eval()
+        return self
 
     def init_weights(self) -> None:
         super().init_weights()

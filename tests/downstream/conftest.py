@@ -1,16 +1,22 @@
-"""Shared fixtures of the downstream tests: one tiny MAE pretraining checkpoint per session.
+"""Shared fixtures of the downstream tests: real pretraining checkpoints of the tiny configs.
 
-The checkpoint is made the way a user makes one (``python tools/train.py configs/mae/tiny_cpu.py``: a 64-d, 2-block
-ViT with 4-px patches on 32-px shapes, 8 iterations), so the tests exercise the real file format, including the
-config mmengine saves in ``meta['cfg']``.
+* :func:`tiny_checkpoint`: made the way a user makes one (``python tools/train.py configs/mae/tiny_cpu.py``: a
+  64-d, 2-block ViT with 4-px patches on 32-px shapes, 8 iterations), so the tests exercise the real file format,
+  including the config mmengine saves in ``meta['cfg']``.
+* :func:`pretraining_checkpoint`: ``config -> path`` for any tiny config (BootMAE, MR-MAE, MixMAE, the combos),
+  ``tools/train.py``'s ``main`` run in this process for one iteration: the same Runner and file format at a
+  fraction of the cost, for tests that need an algorithm's encoder and checkpoint layout, not a trained encoder.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -24,6 +30,14 @@ def run_tool(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     if proc.returncode != 0:
         pytest.fail(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def load_tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` as a module, to call its ``main(argv)`` in this process."""
+    spec = importlib.util.spec_from_file_location(f"mim_zoo_tools_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +57,24 @@ def tiny_pretrained(tiny_checkpoint: str):
     from mim_zoo.downstream import load_pretrained_encoder
 
     return load_pretrained_encoder(tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def pretraining_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], str]:
+    """``"bootmae" | "combos/mae_momentum" | ... -> path`` of ``configs/<name>/tiny_cpu.py`` after one iteration
+    (``epoch_1.pth``, written by the Runner of ``tools/train.py``), made once per session and name."""
+    from mmengine.config import Config
+
+    made: dict[str, str] = {}
+
+    def make(name: str) -> str:
+        if name not in made:
+            config = f"configs/{name}/tiny_cpu.py"
+            work_dir = tmp_path_factory.mktemp(name.replace("/", "_"))
+            batch = Config.fromfile(config).train_dataloader.batch_size
+            load_tool("train").main([config, "--work-dir", str(work_dir), "--cfg-options", "train_cfg.max_epochs=1",
+                                     f"train_dataloader.dataset.indices={batch}"])
+            made[name] = str(work_dir / "epoch_1.pth")
+        return made[name]
+
+    return make

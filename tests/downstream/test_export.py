@@ -1,16 +1,24 @@
-"""tools/export.py and mim_zoo.downstream.export: each target's file loads into that library's model."""
+"""tools/export.py and mim_zoo.downstream.export: each target's file loads into that library's model, and for every
+algorithm (BootMAE, MR-MAE, a combo, MixMAE) the loader and each export carry exactly the pretraining weights."""
 
 from __future__ import annotations
+
+import importlib
 
 import pytest
 import timm
 import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 import mim_zoo  # noqa: F401
-from mim_zoo.downstream.convert import ConversionError, timm_vit_to_openmmlab
+from mim_zoo.downstream import load_pretrained_encoder
+from mim_zoo.downstream.benchmark import method_label, recipe_config
+from mim_zoo.downstream.convert import ConversionError, Converted, timm_vit_to_openmmlab
 from mim_zoo.downstream.export import export_encoder
+from mim_zoo.downstream.loading import load_checked
 
-from .conftest import run_tool
+from .conftest import load_tool, run_tool
 
 TINY_TIMM = dict(model_name="vit_tiny_patch16_224", img_size=32, patch_size=4, embed_dim=64, depth=2, num_heads=4)
 
@@ -64,3 +72,70 @@ def test_bad_requests_are_errors(tiny_checkpoint, tmp_path):
         export_encoder(tiny_checkpoint, "onnx", str(tmp_path / "x.pth"))
     with pytest.raises(ConversionError, match="qk_norm|no conversion rule|not supported"):
         timm_vit_to_openmmlab({"blocks.0.attn.q_norm.weight": torch.zeros(1)})
+
+
+# --- every algorithm: the loader and each export give the pretraining weights -------------------------------------
+# tiny config -> the method label of its checkpoint's results row
+ALGORITHMS = {"bootmae": "BootMAE", "mrmae": "MRMAE", "combos/mae_momentum": "MAE+MomentumTarget", "mixmae": "MixMAE"}
+TWIN_OF_TARGET = {"mmpretrain": "linear", "mmseg": "ade20k", "mmdet": "coco"}  # a backbone in that layout
+
+
+def checkpoint_encoder(path: str) -> dict[str, torch.Tensor]:
+    """The encoder tensors as stored in a pretraining checkpoint, keyed as the canonical model names them
+    (``ViTEncoder`` holds timm's ViT at ``encoder.vit``, ``MixMIMEncoder`` mmpretrain's model at ``encoder.mixmim``)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    encoder = {k: v for k, v in state.items() if k.startswith("encoder.")}
+    assert all(k.startswith(("encoder.vit.", "encoder.mixmim.")) for k in encoder)
+    return {k.split(".", 2)[2]: v for k, v in encoder.items()}
+
+
+def assert_same_tensors(exported: dict[str, torch.Tensor], source: dict[str, torch.Tensor]) -> None:
+    """Every exported tensor is one of ``source``'s, bit for bit, and every ``source`` tensor is exported once."""
+    remaining = list(source.values())
+    for key, tensor in exported.items():
+        match = next((i for i, t in enumerate(remaining) if t.shape == tensor.shape and torch.equal(t, tensor)), None)
+        assert match is not None, f"exported {key} is not a pretrained tensor"
+        remaining.pop(match)
+    assert not remaining, f"{len(remaining)} pretrained tensors were not exported"
+
+
+def library_backbone(pretrained, target: str):
+    """The CPU twin's backbone of ``target``'s library for this encoder, built from the twin config (no weights) at
+    the pretraining resolution, which the exported positions keep."""
+    cfg = Config.fromfile(str(recipe_config(TWIN_OF_TARGET[target], pretrained, tiny=True)))
+    if "img_size" in cfg.model.backbone:
+        cfg.model.backbone.img_size = pretrained.encoder_cfg["img_size"]
+    for module in cfg.custom_imports["imports"]:
+        importlib.import_module(module)
+    registry = importlib.import_module(f"{cfg.default_scope}.registry")
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        return registry.MODELS.build(cfg.model.backbone)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_every_algorithm_loads_and_exports_its_pretrained_encoder(name, pretraining_checkpoint, tmp_path):
+    checkpoint = pretraining_checkpoint(name)
+    stored = checkpoint_encoder(checkpoint)
+    pretrained = load_pretrained_encoder(checkpoint)
+    assert method_label(pretrained) == ALGORITHMS[name] and pretrained.epoch == 1
+    assert pretrained.state_dict.keys() == stored.keys()
+    assert all(torch.equal(pretrained.state_dict[k], v) for k, v in stored.items())
+    export = load_tool("export").main
+    for target in ("timm", "mmpretrain", "mmseg", "mmdet"):
+        out = str(tmp_path / f"{target}.pth")
+        if target == "timm" and pretrained.canonical != "timm":
+            with pytest.raises(SystemExit, match="has no timm model; export --to mmpretrain, mmseg or mmdet"):
+                export([checkpoint, "--to", target, "--out", out])
+            continue
+        export([checkpoint, "--to", target, "--out", out])
+        saved = torch.load(out, map_location="cpu", weights_only=True)
+        if target == "timm":  # a plain timm state dict of the encoder's architecture, loaded strictly
+            pretrained.encoder.build_canonical().load_state_dict(saved, strict=True)
+            assert saved.keys() == stored.keys()
+            assert all(torch.equal(saved[k], v) for k, v in stored.items())
+            continue
+        state = {k.removeprefix("backbone."): v for k, v in saved["state_dict"].items()}
+        dropped = saved["meta"]["mim_zoo"]["dropped"]
+        assert_same_tensors(state, {k: v for k, v in stored.items() if k not in dropped})
+        backbone = library_backbone(pretrained, target)  # the names are that library's: it takes every tensor
+        load_checked(backbone, Converted(state), backbone.new_keys, out)

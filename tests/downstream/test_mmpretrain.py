@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
 import mim_zoo  # noqa: F401
-from mim_zoo.downstream.checkpoint import CheckpointError, PretrainedEncoder
+from mim_zoo.downstream.checkpoint import CheckpointError, PretrainedEncoder, load_pretrained_encoder
 from mim_zoo.downstream.mmpretrain import MIMMixMIMTransformer, MIMVisionTransformer
 from mim_zoo.downstream.pos_embed import resize_pos_embed
 
@@ -104,3 +104,27 @@ def test_layer_decay_of_the_finetune_twin_gives_every_parameter_its_depth(tiny_c
             assert group["layer_id"] == int(name.split(".")[2]) + 1, name
     assert groups["backbone.layers.0.attn.qkv.bias"]["weight_decay"] == 0.0
     assert groups["backbone.layers.0.attn.qkv.weight"]["weight_decay"] == pytest.approx(0.05)
+
+
+TINY_SWIN = dict(arch=dict(embed_dims=32, depths=[1, 1, 2], num_heads=[1, 2, 4]), img_size=32, patch_size=2,
+                 window_size=[4, 4, 4])  # the encoder of configs/mixmae/tiny_cpu.py
+
+
+def test_mixmim_linear_probe_reads_the_frozen_pooled_final_features(pretraining_checkpoint):
+    checkpoint = pretraining_checkpoint("mixmae")
+    encoder = load_pretrained_encoder(checkpoint).encoder
+    probe = MIMMixMIMTransformer(**TINY_SWIN, frozen_stages=3, mim_checkpoint=checkpoint)
+    probe.init_weights()
+    probe.train()  # the Runner's call: the frozen encoder stays in eval mode
+    assert not any(p.requires_grad for p in probe.parameters())
+    frozen = (probe.patch_embed, probe.drop_after_pos, *probe.layers, probe.norm)
+    assert not any(m.training for part in frozen for m in part.modules())
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(probe(x)[0], encoder(x).mean(dim=1), atol=1e-5)  # average of the final-normed tokens
+
+    partly = MIMMixMIMTransformer(**TINY_SWIN, frozen_stages=1)
+    trainable = {name.split(".")[0] + name.split(".")[1] * name.startswith("layers")
+                 for name, p in partly.named_parameters() if p.requires_grad}
+    assert trainable == {"layers1", "layers2", "norm"}
+    with pytest.raises(ValueError, match=r"frozen_stages must be in \[0, 3\]"):
+        MIMMixMIMTransformer(**TINY_SWIN, frozen_stages=4)

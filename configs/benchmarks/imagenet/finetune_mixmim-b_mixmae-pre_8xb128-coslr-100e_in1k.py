@@ -15,3 +15,7 @@ lr = base_lr * batch_size / 256
 train_dataloader = dict(batch_size=batch_per_gpu)
 model = dict(backbone=dict(type='MIMMixMIMTransformer', mim_checkpoint=None, init_cfg=None))
 optim_wrapper = dict(optimizer=dict(lr=lr))
+# The base's evaluation loader names collate_fn=dict(type='default_collate'); inherited across packages that dict
+# gains a `_scope_` key, which mmengine would pass on to the function as an argument, so it is restated here.
+val_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
+test_dataloader = val_dataloader

@@ -1,6 +1,6 @@
 # CPU twin of linear_vit-b16_mae-pre_8xb2048-lars-coslr-90e_in1k.py: the same model, optimizer and evaluation on
 # the embedded shapes dataset (10 classes, 32 px, ImageNet folder layout; mim_zoo/datasets.py), for the tiny ViT
-# of configs/mae/tiny_cpu.py (64-d, 2 blocks, 4 heads, 4-px patches, 32 px). 6 iterations; CI runs it.
+# of configs/mae/tiny_cpu.py (64-d, 2 blocks, 4 heads, 4-px patches, 32 px). 4 iterations; CI runs it.
 _base_ = './linear_vit-b16_mae-pre_8xb2048-lars-coslr-90e_in1k.py'
 
 data_root = 'data/generated/shapes32_mini/'
