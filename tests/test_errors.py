@@ -14,7 +14,6 @@ from mmpretrain.datasets import CustomDataset, PackInputs
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from mim_zoo.algorithms import MAE
 from mim_zoo.registry import MASK_GENERATORS, MODELS, TARGET_GENERATORS, UnknownPluginError
 from mim_zoo.reliability import RunAborted
 from mim_zoo.targets import TeacherTarget
@@ -195,23 +194,16 @@ def test_image_side_not_a_multiple_of_the_patch_size(tmp_path) -> None:
 
 
 # --- batch preconditions --------------------------------------------------------------------------------------------
-@MODELS.register_module(force=True)
-class PairedBatchMAE(MAE):
-    """MAE with MixMAE's precondition (samples are paired with their batch mirror)."""
-
-    def check_batch_size(self, batch_size: int) -> None:
-        if batch_size % 2:
-            raise ValueError("samples are paired with their batch mirror: the per-process batch must be even")
-
-
 @pytest.mark.parametrize("batch, indices, drop_last, bad", [(15, 30, True, 15), (16, 37, False, 5)])
 def test_batch_precondition_is_checked_before_training(tmp_path, batch, indices, drop_last, bad) -> None:
-    options = {"model.type": "PairedBatchMAE", "train_dataloader.batch_size": batch,
-               "train_dataloader.dataset.indices": indices, "train_dataloader.drop_last": drop_last}
+    """MixMAE pairs each image with its batch mirror: an odd per-process batch (also a last partial one) is refused
+    before the first iteration."""
+    options = {"train_dataloader.batch_size": batch, "train_dataloader.dataset.indices": indices,
+               "train_dataloader.drop_last": drop_last}
     with single_thread():
-        runner = build_runner(CONFIG, str(tmp_path), options)
-        with pytest.raises(RunAborted, match=rf"PairedBatchMAE cannot train on a per-process batch of {bad} \(1 "
+        runner = build_runner("configs/mixmae/tiny_cpu.py", str(tmp_path), options)
+        with pytest.raises(RunAborted, match=rf"MixMAE cannot train on a per-process batch of {bad} \(1 "
                                              rf"process\(es\), train_dataloader.batch_size={batch}, "
-                                             rf"drop_last={drop_last}\): samples are paired"):
+                                             rf"drop_last={drop_last}\): MixMAE mixes each image"):
             runner.train()
     assert not osp.exists(tmp_path / "epoch_1.pth")

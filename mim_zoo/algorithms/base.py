@@ -87,6 +87,12 @@ class BaseMIM(BaseModel, metaclass=ABCMeta):
             )
         return mask
 
+    def check_batch_size(self, batch_size: int) -> None:
+        """Raise ``ValueError`` if the algorithm cannot train on a per-process batch of ``batch_size`` (checked by
+        ``PreflightHook`` before the first iteration, for every batch size the loader yields)."""
+        if batch_size < 1:
+            raise ValueError(f"a batch must hold at least one image, got {batch_size}")
+
     @abstractmethod
     def loss(self, images: Tensor, mask: Tensor) -> dict[str, Tensor]:
         """``{"loss_<term>": weighted scalar, ..., "stat_<name>": detached diagnostic}``."""

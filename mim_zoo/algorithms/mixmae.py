@@ -157,15 +157,18 @@ class MixMAE(BaseMIM):
         self.decoder = build(MODELS, decoder, in_dim=self.encoder.embed_dim, grid_size=self.encoder.grid_size,
                              out_dim=self.target.dim)
 
-    def shared_mask(self, images: Tensor, mask: Tensor) -> Tensor:
-        """Check the batch and the mask: ``[B, L]`` with identical rows -> the shared row ``[L]``."""
-        batch = images.shape[0]
-        if batch % 2:
+    def check_batch_size(self, batch_size: int) -> None:
+        """Each image is mixed with its batch mirror, so the per-process batch must be even."""
+        if batch_size % 2:
             raise ValueError(
                 f"MixMAE mixes each image with its batch mirror (x.flip(0)), so the per-process batch must be even; "
-                f"got {batch} (the middle image would be mixed with itself). Set train_dataloader.batch_size to an "
-                "even number and keep drop_last=True"
+                f"got {batch_size} (the middle image would be mixed with itself). Set train_dataloader.batch_size to "
+                "an even number and keep drop_last=True"
             )
+
+    def shared_mask(self, images: Tensor, mask: Tensor) -> Tensor:
+        """Check the batch and the mask: ``[B, L]`` with identical rows -> the shared row ``[L]``."""
+        self.check_batch_size(images.shape[0])
         if not bool((mask == mask[:1]).all()):
             raise ValueError("MixMAE shares one mixing mask across the batch (official random_masking); the explicit "
                              "mask has differing rows. Pass the same [L] row for every sample")
