@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import timm
 import torch
 from einops import rearrange
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, initialize
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -25,17 +25,29 @@ from .masking import gather_tokens
 from .registry import MODELS
 
 
-def sincos_pos_embed_2d(embed_dim: int, grid_size: tuple[int, int], num_prefix_tokens: int = 1) -> Tensor:
-    """Fixed 2-D sine-cosine positional embedding, MAE layout (facebookresearch/mae ``util/pos_embed.py``).
+SINCOS_LAYOUTS = ("mae", "mocov3")
 
-    The first half of the channels encodes the column (x) coordinate and the second half the row (y), each as
-    ``[sin(p * w_k), cos(p * w_k)]`` with ``w_k = 10000^(-k / (D/4))``, ``k < D/4``. Prefix tokens get zeros.
+
+def sincos_pos_embed_2d(embed_dim: int, grid_size: tuple[int, int], num_prefix_tokens: int = 1,
+                        layout: str = "mae") -> Tensor:
+    """Fixed 2-D sine-cosine positional embedding.
+
+    Each coordinate is encoded as ``[sin(p * w_k), cos(p * w_k)]`` with ``w_k = 10000^(-k / (D/4))``, ``k < D/4``;
+    prefix tokens get zeros. ``layout`` orders the two halves:
+
+    * ``"mae"`` (facebookresearch/mae ``util/pos_embed.py``): column (x) first, then row (y);
+    * ``"mocov3"`` (facebookresearch/moco-v3 ``vits.py``, copied by LightDXY/BootMAE@d604b18
+      ``models/modeling_pretrain_bootmae.py:build_2d_sincos_position_embedding``): row first, then column. Its
+      ``torch.meshgrid(grid_w, grid_h)`` uses "ij" indexing, so the half named ``w`` holds the row index. On a
+      square grid this is the MAE table with the grid transposed; loading BootMAE weights needs it.
 
     Returns:
         ``[1, num_prefix_tokens + H * W, embed_dim]`` in raster order.
     """
     if embed_dim % 4:
         raise ValueError(f"sin-cos positional embedding needs embed_dim divisible by 4, got {embed_dim}")
+    if layout not in SINCOS_LAYOUTS:
+        raise ValueError(f"sin-cos layout must be one of {SINCOS_LAYOUTS}, got {layout!r}")
     h, w = grid_size
     omega = 1.0 / 10000 ** (torch.arange(embed_dim // 4, dtype=torch.float64) / (embed_dim / 4))  # [D/4]
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
@@ -44,7 +56,8 @@ def sincos_pos_embed_2d(embed_dim: int, grid_size: tuple[int, int], num_prefix_t
         angles = pos.flatten()[:, None] * omega[None, :]
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
-    emb = torch.cat([encode(xs), encode(ys)], dim=1)  # [H*W, D]
+    halves = (xs, ys) if layout == "mae" else (ys, xs)
+    emb = torch.cat([encode(h) for h in halves], dim=1)  # [H*W, D]
     emb = torch.cat([torch.zeros(num_prefix_tokens, embed_dim, dtype=torch.float64), emb], dim=0)
     return emb.float().unsqueeze(0)
 
@@ -73,6 +86,25 @@ def init_mae_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def init_bootmae_weights(module: nn.Module) -> None:
+    """BootMAE's init of every Linear and LayerNorm below ``module`` (LightDXY/BootMAE@d604b18
+    ``models/modeling_pretrain_bootmae.py:VisionTransformerForMaskedImageModeling.__init__``).
+
+    Xavier-uniform Linear weights, with a fused ``qkv`` projection treated as three separate matrices (bound
+    ``sqrt(6 / (out/3 + in))``), zero biases, LayerNorm 1/0. The official code first applies trunc-normal(0.02) to
+    every Linear, but this loop overwrites all of it.
+    """
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Linear):
+            for part in m.weight.chunk(3 if name.rsplit(".", 1)[-1] == "qkv" else 1):  # official: 'qkv' in name
+                nn.init.xavier_uniform_(part)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 @MODELS.register_module()
 class ViTEncoder(BaseModule):
     """A timm ViT with the MIM entry points.
@@ -81,7 +113,9 @@ class ViTEncoder(BaseModule):
         arch: timm model name, e.g. ``vit_base_patch16_224`` (ViT-B/16) or ``vit_large_patch16_224``.
         img_size: input resolution.
         pos_embed: ``"sincos"`` (fixed, MAE/BootMAE) or ``"learned"`` (timm's trainable default).
-        init: ``"mae"`` (Xavier as in MAE) or ``"timm"`` (timm's own init).
+        sincos_layout: channel order of the sin-cos table, ``"mae"`` or ``"mocov3"`` (BootMAE); see
+            :func:`sincos_pos_embed_2d`.
+        init: ``"mae"`` (Xavier as in MAE), ``"bootmae"`` (:meth:`_init_bootmae`) or ``"timm"`` (timm's own init).
         grad_checkpointing: recompute block activations in backward to save memory (large models).
         **timm_kwargs: forwarded to ``timm.create_model`` (e.g. ``patch_size``, ``embed_dim``, ``depth``,
             ``num_heads`` for tiny test models, ``drop_path_rate``).
@@ -94,13 +128,14 @@ class ViTEncoder(BaseModule):
         pos_embed: str = "sincos",
         init: str = "mae",
         grad_checkpointing: bool = False,
+        sincos_layout: str = "mae",
         **timm_kwargs: object,
     ) -> None:
         super().__init__()
         if pos_embed not in ("sincos", "learned"):
             raise ValueError(f"pos_embed must be 'sincos' or 'learned', got {pos_embed!r}")
-        if init not in ("mae", "timm"):
-            raise ValueError(f"init must be 'mae' or 'timm', got {init!r}")
+        if init not in ("mae", "bootmae", "timm"):
+            raise ValueError(f"init must be 'mae', 'bootmae' or 'timm', got {init!r}")
         self.arch = arch
         self.timm_kwargs = dict(img_size=img_size, **timm_kwargs)
         self.vit = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="", **self.timm_kwargs)
@@ -109,8 +144,10 @@ class ViTEncoder(BaseModule):
         self.grad_checkpointing = grad_checkpointing
         if init == "mae":
             self._init_mae()
+        elif init == "bootmae":
+            self._init_bootmae()
         if pos_embed == "sincos":
-            self.vit.pos_embed.data.copy_(sincos_pos_embed_2d(self.embed_dim, self.grid_size))
+            self.vit.pos_embed.data.copy_(sincos_pos_embed_2d(self.embed_dim, self.grid_size, layout=sincos_layout))
             self.vit.pos_embed.requires_grad_(False)
 
     def _init_mae(self) -> None:
@@ -118,6 +155,27 @@ class ViTEncoder(BaseModule):
         proj = self.vit.patch_embed.proj.weight
         nn.init.xavier_uniform_(proj.view(proj.shape[0], -1))
         nn.init.normal_(self.vit.cls_token, std=0.02)
+
+    def _init_bootmae(self) -> None:
+        """LightDXY/BootMAE@d604b18 ``models/modeling_pretrain_bootmae.py``: :func:`init_bootmae_weights`, the patch
+        projection Xavier-uniform over ``(3*p*p, D)`` with a zero bias, class token N(0, 1e-6)."""
+        init_bootmae_weights(self.vit)
+        proj = self.vit.patch_embed.proj
+        nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
+        nn.init.zeros_(proj.bias)
+        nn.init.normal_(self.vit.cls_token, std=1e-6)
+
+    def init_weights(self) -> None:
+        """Keep the init done in ``__init__``.
+
+        mmengine's Runner calls ``model.init_weights()`` before training; ``BaseModule``'s default would call timm's
+        ``VisionTransformer.init_weights`` on ``self.vit`` and overwrite the sin-cos positions and the chosen init
+        (and make the online encoder differ from a momentum copy taken at construction). Only an explicit
+        ``init_cfg`` (e.g. ``Pretrained``) is applied.
+        """
+        if self.init_cfg:
+            initialize(self, self.init_cfg)
+        self._is_init = True
 
     # --- geometry --------------------------------------------------------------------------------------------
     @property
@@ -177,14 +235,17 @@ class ViTEncoder(BaseModule):
 
     def _run_blocks(self, x: Tensor, return_blocks: Sequence[int] = (), stop_at: int | None = None) -> tuple[Tensor, dict[int, Tensor]]:
         feats: dict[int, Tensor] = {}
-        wanted = {b % self.depth for b in return_blocks}
+        bad = [b for b in return_blocks if not -self.depth <= b < self.depth]
+        if bad:
+            raise ValueError(f"block indices {bad} are out of range for a {self.depth}-block encoder")
         for i, blk in enumerate(self.vit.blocks):
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(blk, x, use_reentrant=False)
             else:
                 x = blk(x)
-            if i in wanted:
-                feats[i] = x
+            for b in return_blocks:
+                if b % self.depth == i:
+                    feats[b] = x  # keyed as requested, so a caller asking for -1 finds it without knowing depth
             if stop_at is not None and i == stop_at:
                 break
         return x, feats
@@ -199,7 +260,8 @@ class ViTEncoder(BaseModule):
             return_blocks: block indices (negative allowed) whose raw outputs, before the final norm, to return.
 
         Returns:
-            ``latent [B, 1 + K, D]`` after the final norm (class token first) and ``{block: [B, 1 + K, D]}``.
+            ``latent [B, 1 + K, D]`` after the final norm (class token first) and ``{block: [B, 1 + K, D]}``, keyed
+            by the indices exactly as given in ``return_blocks`` (``-1`` stays ``-1``).
         """
         x = self.embed(imgs)  # [B, L, D]
         if keep_idx is not None:

@@ -202,26 +202,106 @@ class BlockMasking(MaskGenerator):
 
 @MASK_GENERATORS.register_module()
 class MixingMask(MaskGenerator):
-    """MixMIM's mixing mask: one random mask per batch, shared by every sample (Sense-X/MixMIM
-    ``models_mixmim.py:random_masking``).
+    """MixMIM's mixing mask: one random mask per batch, shared by every sample (Sense-X/MixMIM@2b2f5a9
+    ``models_mixmim.py:MixMIM.random_masking``).
 
     Drawn on the encoder's coarsest grid (7x7 at stride 32 for Swin-B at 224); ``True`` marks the tokens that sample
-    ``i`` takes from its batch mirror ``B - 1 - i``. Exactly ``int(L * ratio)`` tokens per row, identical rows.
+    ``i`` takes from its batch mirror ``B - 1 - i``. The official code masks the ``int(L * r)`` tokens with the
+    smallest noise, ``r = ratio + U(0, range_ratio)`` drawn once per batch (``range_mask_ratio``, default 0); every
+    row is identical.
+
+    Args:
+        ratio: base mixing ratio (MixMIM: 0.5, i.e. 24 of 49 tokens from the partner).
+        range_ratio: width of the uniform jitter added to ``ratio`` per batch (official ``range_mask_ratio``,
+            default 0). The official code draws it with Python's ``random``; here it comes from the torch generator.
     """
 
-    def __init__(self, ratio: float = 0.5) -> None:
+    def __init__(self, ratio: float = 0.5, range_ratio: float = 0.0) -> None:
         _check_ratio(ratio)
+        if range_ratio < 0 or ratio + range_ratio >= 1:
+            raise ValueError(f"range_ratio must be >= 0 with ratio + range_ratio < 1, got {ratio} + {range_ratio}")
         self.ratio = ratio
+        self.range_ratio = range_ratio
 
-    def num_masked(self, grid_size: GridSize) -> int:
-        return int(grid_size[0] * grid_size[1] * self.ratio)
+    def _count(self, num_tokens: int, ratio: float) -> int:
+        count = int(num_tokens * ratio)
+        if count < 1:
+            raise ValueError(
+                f"mixing ratio {ratio} takes no token from the partner on a grid of {num_tokens} tokens; raise the "
+                "ratio or use a larger output grid"
+            )
+        return count
+
+    def num_masked(self, grid_size: GridSize) -> int | None:
+        num_tokens = grid_size[0] * grid_size[1]
+        count = self._count(num_tokens, self.ratio)
+        return count if self.range_ratio == 0 else None
 
     def generate(self, batch_size: int, grid_size: GridSize, generator: torch.Generator | None, **context: object) -> Tensor:
         num_tokens = grid_size[0] * grid_size[1]
-        chosen = torch.rand(num_tokens, generator=generator).argsort()[: self.num_masked(grid_size)]
+        ratio = self.ratio
+        if self.range_ratio > 0:
+            ratio += self.range_ratio * float(torch.rand((), generator=generator))
+        noise = torch.rand(num_tokens, generator=generator)  # one draw for the whole batch
         row = torch.zeros(num_tokens, dtype=torch.bool)
-        row[chosen] = True
+        row[noise.argsort()[: self._count(num_tokens, ratio)]] = True  # the smallest noise is taken from the partner
         return row.expand(batch_size, num_tokens).clone()
+
+
+@MASK_GENERATORS.register_module()
+class AttentionMasking(RandomMasking):
+    """Attention-guided masking: the tokens a teacher attends to most tend to stay visible.
+
+    Needs ``attention=[B, L]`` in the masking ``**context``: a non-negative importance per token, e.g. a teacher's
+    [CLS] -> patch attention of its last block, averaged over heads (the algorithm computes and passes it). Exactly
+    ``L - int(L * (1 - ratio))`` tokens are masked per sample (the count rule it inherits from :class:`RandomMasking`).
+
+    * ``mode="sample"`` (default): MILAN's attention masking (mmpretrain ``models/selfsup/milan.py:attention_masking``:
+      ``torch.multinomial(importance, L, replacement=False)``, the first ``K`` drawn stay visible): ``K`` tokens drawn
+      without replacement with probability proportional to ``attention ** (1 / temperature)``. Implemented as the
+      Gumbel-top-k trick (Kool et al., ICML 2019), which has exactly that distribution and takes a seeded
+      ``torch.Generator``. A large temperature approaches random masking.
+    * ``mode="topk"``: the ``K`` most-attended tokens stay visible, deterministically (ties: lower index first).
+
+    MR-MAE's "focused mimicking" selects the visible tokens from the teacher's [CLS] attention, but the exact rule
+    is not public (no code was released); both rules here are documented, configurable choices.
+
+    Args:
+        ratio: fraction of tokens masked (MAE / MR-MAE: 0.75).
+        mode: ``"sample"`` or ``"topk"``.
+        temperature: sharpness of ``"sample"`` (1 = proportional to the attention, as MILAN).
+    """
+
+    context_keys = ("attention",)  # what the algorithm must pass through ``**context``
+
+    def __init__(self, ratio: float = 0.75, mode: str = "sample", temperature: float = 1.0) -> None:
+        super().__init__(ratio)
+        if mode not in ("sample", "topk"):
+            raise ValueError(f"AttentionMasking mode must be 'sample' or 'topk', got {mode!r}")
+        if temperature <= 0:
+            raise ValueError(f"AttentionMasking temperature must be positive, got {temperature}")
+        self.mode, self.temperature = mode, temperature
+
+    def generate(self, batch_size: int, grid_size: GridSize, generator: torch.Generator | None,
+                 **context: object) -> Tensor:
+        num_tokens = grid_size[0] * grid_size[1]
+        attention = context.get("attention")
+        if not isinstance(attention, Tensor) or tuple(attention.shape) != (batch_size, num_tokens):
+            got = tuple(attention.shape) if isinstance(attention, Tensor) else type(attention).__name__
+            raise ValueError(
+                f"AttentionMasking needs attention=[B, L] = [{batch_size}, {num_tokens}] in its context, got {got}; "
+                "use it in an algorithm that passes teacher attention (e.g. MRMAE with focus_teacher=...)"
+            )
+        scores = attention.detach().float().cpu()  # [B, L]
+        if self.mode == "sample":
+            uniform = torch.rand(scores.shape, generator=generator).clamp_(min=1e-20)
+            gumbel = -torch.log(-torch.log(uniform))
+            scores = scores.clamp(min=1e-20).log() / self.temperature + gumbel  # perturbed log-weights
+        order = scores.argsort(dim=1, descending=True, stable=True)  # [B, L] most important first
+        num_keep = num_tokens - self.num_masked(grid_size)
+        mask = torch.ones(batch_size, num_tokens, dtype=torch.bool)
+        mask.scatter_(1, order[:, :num_keep], False)
+        return mask
 
 
 def mask_to_indices(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:

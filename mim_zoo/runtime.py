@@ -14,6 +14,7 @@ from mmengine.config import Config
 from mmengine.utils import import_modules_from_strings
 
 from .datasets import make_shapes_dataset
+from .teachers import generate_teachers
 
 IMAGENET_LAYOUT = "DATA_ROOT/train/<class>/<image>.JPEG (ImageNet's folder layout; one folder per class)"
 
@@ -30,6 +31,8 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
         import_modules_from_strings(**cfg.custom_imports)
     if cfg.get("generate_shapes"):
         make_shapes_dataset(**cfg.generate_shapes)
+    if cfg.get("generate_teachers"):  # tiny random teachers in the real on-disk layouts, for smoke runs only
+        generate_teachers(cfg.generate_teachers)
     _check_data_root(cfg)
     if amp:
         if not torch.cuda.is_available():

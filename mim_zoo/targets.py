@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
+import zipfile
 from abc import ABCMeta, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import timm
@@ -174,20 +177,28 @@ class MomentumTarget(TargetGenerator):
             ema_buffers[name].copy_(buf)
 
 
-def load_checkpoint_file(path: str, what: str) -> dict[str, Tensor]:
+def _is_torchscript(path: str) -> bool:
+    """TorchScript archives are zip files holding ``<name>/constants.pkl`` (``torch.save`` files do not)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
+def load_checkpoint_file(path: str, what: str, hint: str = "") -> dict[str, Tensor]:
     """A state dict from a local checkpoint: ``torch.save`` files (optionally under ``model``/``state_dict``/
-    ``teacher``) or TorchScript archives (OpenAI CLIP's ``ViT-B-16.pt``)."""
+    ``teacher``) or TorchScript archives (OpenAI CLIP's ``ViT-B-16.pt``). ``hint`` ends the missing-file error."""
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"{what}: checkpoint file {path!r} does not exist. Download it and pass its local path "
-            "(this machine has no network access at training time)."
+            f"(this machine has no network access at training time).{hint}"
         )
-    try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except RuntimeError as err:
-        if "TorchScript" not in str(err) and "constants.pkl" not in str(err):
-            raise
-        obj = torch.jit.load(path, map_location="cpu").state_dict()
+    if _is_torchscript(path):  # OpenAI distributes CLIP as TorchScript; its tensors are all we read
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*is deprecated", category=FutureWarning)
+            obj: Any = torch.jit.load(path, map_location="cpu").state_dict()
+    else:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model", "teacher", "module"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
@@ -196,14 +207,30 @@ def load_checkpoint_file(path: str, what: str) -> dict[str, Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def _drop_teacher_weights(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + "teacher.")]:
+        del state_dict[key]
+
+
+def _fill_teacher_weights(module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+    for name, value in module.teacher.state_dict().items():
+        state_dict.setdefault(f"{prefix}teacher.{name}", value)
+
+
 @TARGET_GENERATORS.register_module()
 class TeacherTarget(TargetGenerator):
     """Patch features of a frozen teacher: any timm ViT loaded from a local checkpoint file.
 
     The file may be in timm's layout or in an original layout that timm's own ``checkpoint_filter_fn`` converts:
-    OpenAI CLIP (``visual.*``, e.g. ``ViT-B-16.pt``; use ``vit_base_patch16_clip_quickgelu_224``) or DINO
-    (``dino_vitbase16_pretrain.pth``; ``vit_base_patch16_224``). Loading is strict apart from the classifier head:
-    a file of another architecture fails with the mismatched keys.
+    OpenAI CLIP (``visual.*``, e.g. ``ViT-B-16.pt``, a TorchScript archive; use
+    ``vit_base_patch16_clip_quickgelu_224``) or DINO (``dino_vitbase16_pretrain.pth``; ``vit_base_patch16_224``).
+    Loading is strict apart from the classifier head: a file of another architecture fails with the mismatched keys,
+    and so does a file of another patch size (which timm would otherwise resample silently). A file trained at
+    another resolution is accepted; timm resamples its position embedding to ``model_kwargs["img_size"]``.
+
+    Teachers expect their own input normalisation (CLIP: its mean/std; DINO: ImageNet's), while the images arrive
+    normalised by the data preprocessor. Give both (``mean``/``std`` of the teacher, ``input_mean``/``input_std`` of
+    the data, in the same units) and the teacher sees ``(images * input_std + input_mean - mean) / std``.
 
     Args:
         arch: timm model name of the teacher.
@@ -212,26 +239,47 @@ class TeacherTarget(TargetGenerator):
         final_norm: apply the teacher's final norm (CLIP: the target is after ``ln_post``, i.e. yes).
         norm: ``"ln"`` (parameter-free LayerNorm on target and prediction) or ``"none"``.
         model_kwargs: extra ``timm.create_model`` arguments (e.g. ``img_size``).
+        project: apply the teacher's head to every patch token (CLIP: the image-text projection ``visual.proj``,
+            768 -> 512 for ViT-B/16); the file must then hold the head.
+        mean, std: per-channel input normalisation the teacher was trained with; ``None`` = the data's.
+        input_mean, input_std: per-channel normalisation of the incoming images (the data preprocessor's).
+        source: where the file comes from (e.g. its official URL); quoted in the errors about the file.
     """
 
     def __init__(self, arch: str, checkpoint: str, block: int = -1, final_norm: bool = True, norm: str = "ln",
-                 model_kwargs: dict | None = None) -> None:
+                 model_kwargs: dict | None = None, project: bool = False, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, input_mean: Sequence[float] | None = None,
+                 input_std: Sequence[float] | None = None, source: str | None = None) -> None:
         super().__init__()
         if norm not in ("ln", "none"):
             raise ValueError(f"TeacherTarget norm must be 'ln' or 'none', got {norm!r}")
-        self.arch, self.checkpoint_path = arch, checkpoint
-        self.block, self.final_norm, self.norm = block, final_norm, norm
-        self.teacher = timm.create_model(arch, pretrained=False, num_classes=0, **(model_kwargs or {}))
+        self.arch, self.checkpoint_path, self.source = arch, checkpoint, source
+        self.block, self.final_norm, self.norm, self.project = block, final_norm, norm, project
+        head_kwargs = {} if project else {"num_classes": 0}
+        self.teacher = timm.create_model(arch, pretrained=False, **head_kwargs, **(model_kwargs or {}))
         self._load(checkpoint)
         self.teacher.requires_grad_(False)
         self.teacher.eval()
-        self.dim = int(self.teacher.embed_dim)
+        self.dim = int(self.teacher.head.out_features if project else self.teacher.embed_dim)
+        scale, shift = _renormalization(mean, std, input_mean, input_std)
+        self.register_buffer("input_scale", scale, persistent=False)  # [1, 3, 1, 1]
+        self.register_buffer("input_shift", shift, persistent=False)
+        # The frozen weights come from `checkpoint`, not from the algorithm's state: checkpoints stay small (a ViT-B
+        # teacher would add ~350 MB to every one) and a resumed or converted model reloads the same file.
+        self.register_state_dict_post_hook(_drop_teacher_weights)
+        self.register_load_state_dict_pre_hook(_fill_teacher_weights)
+
+    def _file_hint(self) -> str:
+        return f" Expected: {self.source}." if self.source else ""
 
     def _load(self, path: str) -> None:
         from timm.models.vision_transformer import checkpoint_filter_fn
 
-        state = checkpoint_filter_fn(load_checkpoint_file(path, f"teacher {self.arch}"), self.teacher)
-        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+        raw = load_checkpoint_file(path, f"teacher {self.arch}", hint=self._file_hint())
+        self._check_patch_size(raw, path)
+        state = checkpoint_filter_fn(raw, self.teacher)
+        if not self.project:
+            state = {k: v for k, v in state.items() if not k.startswith("head.")}
         own = self.teacher.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
@@ -241,9 +289,21 @@ class TeacherTarget(TargetGenerator):
                 f"teacher checkpoint {path!r} does not match timm '{self.arch}': missing {missing[:8]}, "
                 f"unexpected {unexpected[:8]}, shape mismatch {mismatched[:8]} (first 8 of each). Pass the file "
                 "of that architecture (e.g. OpenAI CLIP ViT-B-16.pt with 'vit_base_patch16_clip_quickgelu_224', "
-                "DINO dino_vitbase16_pretrain.pth with 'vit_base_patch16_224')."
+                f"DINO dino_vitbase16_pretrain.pth with 'vit_base_patch16_224').{self._file_hint()}"
             )
         self.teacher.load_state_dict(state)
+
+    def _check_patch_size(self, raw: dict[str, Tensor], path: str) -> None:
+        """Refuse a file of another patch size, which ``checkpoint_filter_fn`` would resample without a word."""
+        kernel = next((tuple(v.shape[-2:]) for k, v in raw.items()
+                       if k.endswith(("patch_embed.proj.weight", "visual.conv1.weight")) and v.dim() == 4), None)
+        own = tuple(self.teacher.patch_embed.proj.weight.shape[-2:])
+        if kernel is not None and kernel != own:
+            raise ValueError(
+                f"teacher checkpoint {path!r} has {kernel[0]}x{kernel[1]} patches but timm '{self.arch}' (with "
+                f"model_kwargs) has {own[0]}x{own[1]}; pass the file of that patch size (e.g. "
+                f"dino_vitbase16_pretrain.pth, not dino_vitbase8_pretrain.pth).{self._file_hint()}"
+            )
 
     def bind(self, encoder: nn.Module) -> None:
         teacher_grid = tuple(self.teacher.patch_embed.grid_size)
@@ -261,11 +321,31 @@ class TeacherTarget(TargetGenerator):
 
     def compute(self, images: Tensor, encoder: nn.Module | None) -> Tensor:
         depth = len(self.teacher.blocks)
+        images = images * self.input_scale + self.input_shift  # the teacher's own input normalisation
         feats = self.teacher.forward_intermediates(
             images, indices=[self.block % depth], norm=self.final_norm, stop_early=True, output_fmt="NLC",
             intermediates_only=True,
         )[0]  # [B, L, D] patch tokens (prefix tokens dropped)
+        if self.project:
+            feats = self.teacher.head(feats)  # [B, L, D_head]
         return layer_norm(feats) if self.norm == "ln" else feats
 
     def normalize_prediction(self, pred: Tensor) -> Tensor:
         return layer_norm(pred) if self.norm == "ln" else pred
+
+
+def _renormalization(mean: Sequence[float] | None, std: Sequence[float] | None, input_mean: Sequence[float] | None,
+                     input_std: Sequence[float] | None) -> tuple[Tensor, Tensor]:
+    """``scale, shift`` (``[1, C, 1, 1]``) with ``x * scale + shift == (x * input_std + input_mean - mean) / std``."""
+    given = [v is not None for v in (mean, std, input_mean, input_std)]
+    if not any(given):
+        return torch.ones(1, 3, 1, 1), torch.zeros(1, 3, 1, 1)
+    if not all(given):
+        raise ValueError(
+            "TeacherTarget renormalises its input only when mean, std, input_mean and input_std are all given "
+            "(teacher's and data preprocessor's statistics, in the same units); got "
+            f"mean={mean}, std={std}, input_mean={input_mean}, input_std={input_std}"
+        )
+    mean_t, std_t, in_mean, in_std = (torch.as_tensor(v, dtype=torch.float32).view(1, -1, 1, 1)
+                                      for v in (mean, std, input_mean, input_std))
+    return in_std / std_t, (in_mean - mean_t) / std_t

@@ -48,14 +48,14 @@ def test_forward_visible_only_sees_the_kept_tokens(tiny_vit_cfg, images):
     mask = RandomMasking(0.75)(4, enc.grid_size, generator=torch.Generator().manual_seed(0))
     keep, _, _ = mask_to_indices(mask)
     latent, feats = enc.forward_visible(images, keep, return_blocks=(0, -1))
-    assert latent.shape == (4, 1 + keep.shape[1], 64) and set(feats) == {0, 1}
+    assert latent.shape == (4, 1 + keep.shape[1], 64) and set(feats) == {0, -1}  # keyed as requested
     # pixels of masked patches do not influence the encoding
     hidden = images.clone()
     pix_mask = mask.view(4, 1, 8, 8).repeat_interleave(4, 2).repeat_interleave(4, 3).expand_as(images)
     hidden[pix_mask] = 100.0
     assert torch.allclose(enc.forward_visible(hidden, keep)[0], latent, atol=1e-6)
     # the last block's raw output, normed, is the latent
-    assert torch.allclose(enc.vit.norm(feats[1]), latent, atol=1e-6)
+    assert torch.allclose(enc.vit.norm(feats[-1]), latent, atol=1e-6)
 
 
 def test_forward_full_is_the_unmasked_encoder(tiny_vit_cfg, images):

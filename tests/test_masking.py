@@ -15,6 +15,7 @@ EXAMPLES = {
     "RandomMasking": dict(ratio=0.75),
     "BlockMasking": dict(num_masking_patches=120, total_masked=147),
     "MixingMask": dict(ratio=0.5),
+    "AttentionMasking": dict(ratio=0.75, mode="sample"),
 }
 GRID = (14, 14)
 

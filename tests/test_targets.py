@@ -106,3 +106,14 @@ def test_teacher_errors_name_the_file_and_the_fix(teacher_file, tmp_path, tiny_v
     teacher = TeacherTarget("vit_tiny_patch16_224", str(teacher_file[0]), model_kwargs=kwargs)
     with pytest.raises(ValueError, match="token grid"):
         teacher.bind(MODELS.build(dict(tiny_vit_cfg, patch_size=8)))
+
+
+def test_teacher_weights_stay_out_of_checkpoints(teacher_file, tiny_vit_cfg):
+    """Frozen teacher weights come from their file: not saved, yet strict loading of a saved state works."""
+    path, _ = teacher_file
+    target = TARGET_GENERATORS.build(example("TeacherTarget", path))
+    assert not any(k.startswith("teacher.") for k in target.state_dict())
+    other = TARGET_GENERATORS.build(example("TeacherTarget", path))
+    other.load_state_dict(target.state_dict(), strict=True)
+    for a, b in zip(target.teacher.parameters(), other.teacher.parameters()):
+        assert torch.equal(a, b)

@@ -7,6 +7,7 @@ from torch.optim import AdamW
 from mim_zoo.algorithms import MAE
 from mim_zoo.encoders import ViTEncoder
 from mim_zoo.masking import RandomMasking
+from mim_zoo.optim import MIMOptimWrapperConstructor
 from mim_zoo.targets import PixelTarget
 
 with read_base():
@@ -32,6 +33,7 @@ model = dict(
     decoder=dict(embed_dim=32, depth=1, num_heads=4),
 )
 optim_wrapper = dict(
+    constructor=MIMOptimWrapperConstructor,  # leaves the frozen target generators out, in one log line
     type=OptimWrapper,
     optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),

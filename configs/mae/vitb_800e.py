@@ -10,6 +10,7 @@ from torch.optim import AdamW
 from mim_zoo.algorithms import MAE
 from mim_zoo.encoders import ViTEncoder
 from mim_zoo.masking import RandomMasking
+from mim_zoo.optim import MIMOptimWrapperConstructor
 from mim_zoo.targets import PixelTarget
 
 with read_base():
@@ -36,6 +37,7 @@ model = dict(
 )
 
 optim_wrapper = dict(
+    constructor=MIMOptimWrapperConstructor,  # leaves the frozen target generators out, in one log line
     type=OptimWrapper,  # `tools/train.py --amp` switches to mmengine's AmpOptimWrapper (the official runs use AMP)
     optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),

@@ -6,6 +6,6 @@ checkpoint that a config loads with ``load_from`` (to evaluate released weights 
 """
 
 from .registry import CONVERTERS, convert_state_dict, register_converter
-from . import mae  # noqa: E402,F401  (explicit import registers the converter)
+from . import bootmae, mae, mixmim  # noqa: E402,F401  (explicit imports register the converters)
 
 __all__ = ["CONVERTERS", "convert_state_dict", "register_converter"]

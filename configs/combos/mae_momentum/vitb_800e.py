@@ -1,0 +1,18 @@
+# Combination no paper trained: MAE whose decoder regresses momentum-encoder features instead of pixels - BootMAE's
+# bootstrapped target (EMA encoder on the full image, last block before the final norm, parameter-free LayerNorm on
+# both sides; LightDXY/BootMAE run_pretraining.py) behind MAE's plain 8x512 decoder, without BootMAE's pixel branch
+# and target-aware decoders. The MAE ViT-B/16 800-epoch recipe; the EMA momentum follows BootMAE's base schedule
+# (utils.py:adjust_ema_momentum with --model_ema_dynamic): 0.999 -> 0.9999 at epoch 100 -> 0.99999 at epoch 400.
+from mmengine.config import read_base
+
+from mim_zoo.hooks import MIMScheduleHook
+from mim_zoo.targets import MomentumTarget
+
+with read_base():
+    from ...mae.vitb_800e import *
+
+model.target = dict(type=MomentumTarget, block=-1, final_norm=False, norm="ln")
+custom_hooks = [
+    dict(type=MIMScheduleHook, momentum=dict(type="piecewise_linear",
+                                             points=[(0, 0.999), (100, 0.9999), (400, 0.99999)])),
+]

@@ -1,0 +1,59 @@
+# MixMAE Swin-B/W14, 600 epochs: the official recipe of Sense-X/MixMIM@2b2f5a9 (exp/base_600ep/pretrain.sh,
+# main_pretrain.py, models_mixmim.py:mixmim_base; README: 85.1 IN-1K fine-tune).
+#
+# Batch 2048 = 16 GPUs x 128, as pretrain.sh launches it and the README states ("Batch size is 128 * 16 = 2048");
+# the 1024 of the issue is the official *fine-tune* batch (finetune.sh, 8 x 128). mmpretrain's re-implementation
+# (mixmim_mixmim-base_16xb128-coslr-300e_in1k.py) also pretrains with 16 x 128. lr = blr * batch / 256 with
+# blr 1.5e-4 (1.2e-3 at 2048). AdamW(0.9, 0.95), wd 0.05 except on 1-D parameters and biases (timm
+# add_weight_decay, called without a skip list, so the decoder's mask token *is* decayed; the fixed position table
+# has no gradient). 40 warm-up epochs from zero, then half-cycle cosine to 0, per iteration (util/lr_sched.py).
+# RandomResizedCrop(224, 0.2-1, bicubic) + flip; norm-pix loss on 32x32 patches; mixing ratio 0.5, one mask per
+# GPU batch (each process draws its own: diff_rank_seed). The official runs use AMP: add --amp.
+from mmengine.config import read_base
+from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
+from mmengine.runner import EpochBasedTrainLoop
+from torch.optim import AdamW
+
+from mim_zoo.algorithms import MixMAE
+from mim_zoo.masking import MixingMask
+from mim_zoo.mixmim_encoder import MixMIMEncoder
+from mim_zoo.optim import MIMOptimWrapperConstructor
+from mim_zoo.targets import PixelTarget
+
+with read_base():
+    from .._base_.datasets.imagenet_pretrain import *
+    from .._base_.default_runtime import *
+
+num_gpus = 16
+batch_per_gpu = 128  # must be even: each image is mixed with its batch mirror
+batch_size = num_gpus * batch_per_gpu  # 2048; tools/train.py checks it against the launched world size
+base_lr = 1.5e-4
+lr = base_lr * batch_size / 256
+max_epochs = 600
+warmup_epochs = 40
+
+train_dataloader.batch_size = batch_per_gpu
+
+model = dict(
+    type=MixMAE,
+    data_preprocessor=data_preprocessor,
+    encoder=dict(type=MixMIMEncoder, arch="base", img_size=img_size, patch_size=4, window_size=[14, 14, 14, 7],
+                 drop_path_rate=0.0),
+    masking=dict(type=MixingMask, ratio=0.5),
+    target=dict(type=PixelTarget, norm="patch"),  # patch size = the encoder's output stride (32)
+    decoder=dict(embed_dim=512, depth=8, num_heads=16),
+)
+
+optim_wrapper = dict(
+    constructor=MIMOptimWrapperConstructor,  # leaves the frozen target generators out, in one log line
+    type=OptimWrapper,  # `tools/train.py --amp` switches to mmengine's AmpOptimWrapper (the official runs use AMP)
+    optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05),
+    # no decay on every 1-D parameter (LN weights and biases, Linear/conv biases), as timm's add_weight_decay
+    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0),
+)
+param_scheduler = [
+    dict(type=LinearLR, start_factor=1e-8, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
+    dict(type=CosineAnnealingLR, eta_min=0.0, by_epoch=True, begin=warmup_epochs, end=max_epochs,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(type=EpochBasedTrainLoop, max_epochs=max_epochs)

@@ -1,0 +1,96 @@
+"""Every full-size benchmark config builds (model, optimizer with layer decay, data pipeline), without data.
+
+Also checks the recipe numbers each config derives (batch = GPUs x per-GPU batch, learning rate) and that every
+backbone is a checked mim_zoo adapter still waiting for its checkpoint (``mim_checkpoint=None``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope
+
+import mim_zoo  # noqa: F401
+from mim_zoo.downstream.loading import PretrainedBackboneMixin
+
+CONFIGS = sorted(p for p in Path("configs/benchmarks").rglob("*.py") if not p.name.endswith("_tiny_cpu.py"))
+TINY = sorted(Path("configs/benchmarks").rglob("*_tiny_cpu.py"))
+LIBRARY = {"mmpretrain": "mmpretrain.registry", "mmseg": "mmseg.registry", "mmdet": "mmdet.registry"}
+
+
+def load(path: Path) -> Config:
+    cfg = Config.fromfile(str(path))
+    for module in cfg.custom_imports["imports"]:
+        importlib.import_module(module)
+    return cfg
+
+
+def test_the_benchmark_configs_are_all_here():
+    names = {p.name for p in CONFIGS}
+    assert len(CONFIGS) == 11, names
+    assert {p.parent.name for p in CONFIGS} == {"imagenet", "ade20k", "coco"}
+    assert len(TINY) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_full_config_builds_model_optimizer_and_pipeline(path: Path):
+    cfg = load(path)
+    registry = importlib.import_module(LIBRARY[cfg.default_scope])
+    assert cfg.model.backbone.mim_checkpoint is None
+    assert cfg.batch_size == cfg.num_gpus * cfg.batch_per_gpu  # what tools/train.py checks the launch against
+    assert cfg.train_dataloader.batch_size == cfg.batch_per_gpu
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = registry.MODELS.build(cfg.model)
+        assert isinstance(model.backbone, PretrainedBackboneMixin)
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        trainable = {id(p) for p in model.parameters() if p.requires_grad}
+        assert trainable <= {id(p) for g in wrapper.optimizer.param_groups for p in g["params"]}
+        if path.name.startswith("linear_"):  # a linear probe trains the linear head only (BatchNorm without affine)
+            assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"head"}
+        for loader in ("train_dataloader", "val_dataloader"):
+            dataset = cfg[loader].dataset
+            assert registry.DATASETS.get(dataset.type) is not None, dataset.type
+            for transform in dataset.pipeline:
+                registry.TRANSFORMS.build(transform)
+        if "paramwise_cfg" in cfg.optim_wrapper and "layer_decay_rate" in cfg.optim_wrapper.paramwise_cfg:
+            scales = {g.get("lr_scale") for g in wrapper.optimizer.param_groups}
+            assert min(scales) < 1.0 == max(scales)  # decayed encoder layers, undecayed head
+
+
+def test_derived_numbers():
+    vitdet = Config.fromfile("configs/benchmarks/coco/det_mask-rcnn_vitdet-b16_mae-pre_16xb4-lsj-100e_coco.py")
+    assert (vitdet.max_iters, vitdet.milestones) == (184375, [163889, 177546])  # ViTDet's own numbers
+    short = Config.fromfile("configs/benchmarks/coco/det_mask-rcnn_vitdet-b16_mae-pre_16xb4-lsj-25e_coco.py")
+    assert short.train_cfg.max_iters == short.max_iters == 46094
+    assert short.param_scheduler[1].milestones == [round(46094 * 8 / 9), round(46094 * 26 / 27)]
+    mae_ft = Config.fromfile("configs/benchmarks/imagenet/finetune_vit-b16_mae-pre_8xb128-coslr-100e_in1k.py")
+    assert mae_ft.optim_wrapper.optimizer.lr == pytest.approx(2e-3)
+    boot_ft = Config.fromfile("configs/benchmarks/imagenet/finetune_vit-b16_bootmae-pre_8xb256-coslr-100e_in1k.py")
+    assert (boot_ft.optim_wrapper.optimizer.lr, boot_ft.optim_wrapper.paramwise_cfg.layer_decay_rate) == (5e-3, 0.6)
+    assert boot_ft.param_scheduler[0].end == 20 and boot_ft.custom_hooks[0].momentum == pytest.approx(2e-4)
+    boot_lin = Config.fromfile(
+        "configs/benchmarks/imagenet/linear_vit-b16_bootmae-pre_8xb1024x2-lars-coslr-90e_in1k.py")
+    assert boot_lin.optim_wrapper.optimizer.lr == pytest.approx(6.4) and boot_lin.model.backbone.frozen_stages == 10
+
+
+@pytest.mark.parametrize("path", TINY, ids=lambda p: p.name)
+def test_tiny_twins_keep_the_model_and_optimizer_of_their_full_config(path: Path):
+    twin = Config.fromfile(str(path))
+    base = Config.fromfile(str(path.parent / _base_name(path)))
+    assert twin.model.type == base.model.type and twin.model.backbone.type == base.model.backbone.type
+    assert (twin.model.get("neck") or {}).get("type") == (base.model.get("neck") or {}).get("type")
+    assert twin.optim_wrapper.get("constructor") == base.optim_wrapper.get("constructor")
+    assert twin.optim_wrapper.optimizer.type == base.optim_wrapper.optimizer.type
+    assert [s.type for s in twin.param_scheduler] == [s.type for s in base.param_scheduler]
+    assert twin.val_evaluator.type == base.val_evaluator.type
+
+
+def _base_name(path: Path) -> str:
+    """The sibling full config a twin inherits (``_base_ = './<name>'``)."""
+    line = next(line for line in path.read_text().splitlines() if line.startswith("_base_"))
+    return line.split("'")[1].removeprefix("./")

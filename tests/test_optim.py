@@ -1,0 +1,40 @@
+"""MIMOptimWrapperConstructor: every trainable parameter optimised, target generators left out."""
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mim_zoo.optim import MIMOptimWrapperConstructor
+from mim_zoo.registry import MODELS
+from mim_zoo.runtime import prepare_config
+
+from .conftest import REPO
+
+
+def build(config: str):
+    cfg = prepare_config(Config.fromfile(str(REPO / "configs" / config)))
+    model = MODELS.build(cfg.model)
+    wrapper_cfg = dict(cfg.optim_wrapper)
+    constructor = wrapper_cfg.pop("constructor")
+    assert constructor is MIMOptimWrapperConstructor
+    paramwise = wrapper_cfg.pop("paramwise_cfg", None)
+    return model, constructor(wrapper_cfg, paramwise)(model)
+
+
+@pytest.mark.parametrize("config", ["bootmae/tiny_cpu.py", "mrmae/tiny_cpu.py", "mae/tiny_cpu.py"])
+def test_trainable_parameters_are_optimised_and_targets_are_not(config):
+    model, wrapper = build(config)
+    optimised = {id(p) for group in wrapper.optimizer.param_groups for p in group["params"]}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    target_params = {id(p) for t in model.targets() for p in t.parameters()}
+    assert trainable <= optimised
+    assert not optimised & target_params
+
+
+def test_a_trainable_target_is_refused():
+    model, _ = build("bootmae/tiny_cpu.py")
+    next(model.feature_target.parameters()).requires_grad_(True)
+    with pytest.raises(ValueError, match="targets must be frozen"):
+        MIMOptimWrapperConstructor(dict(type="OptimWrapper", optimizer=dict(type=torch.optim.AdamW, lr=1e-3,
+                                                                             weight_decay=0.05)),
+                                   dict(bias_decay_mult=0.0))(model)

@@ -1,0 +1,103 @@
+"""Run the downstream benchmarks of one pretraining checkpoint and collect one results row.
+
+    python tools/benchmark.py work_dirs/bootmae_vitb_800e/epoch_800.pth --tasks linear,finetune,ade20k,coco
+    python tools/benchmark.py CKPT --tasks ade20k --gpus 8              # launches torchrun, 8 processes per task
+    python tools/benchmark.py CKPT --tasks ade20k --gpus 8 --dry-run    # only prints the commands
+    python tools/benchmark.py CKPT --tiny                               # the CPU twins (tiny ViT, toy data)
+
+Each task trains the benchmark config of the checkpoint's method (configs/benchmarks/{imagenet,ade20k,coco}; the
+paper's recipe, or MAE's for every ViT with --protocol common) with the encoder initialised from the checkpoint,
+in WORK_DIR/<task>/. The final evaluation's metrics go to WORK_DIR/results.json (merged across runs) and the row
+(method, epochs, linear top-1, fine-tune top-1, ADE20K mIoU, COCO box AP, mask AP) to WORK_DIR/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import shlex
+import subprocess
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
+
+from mmengine.config import DictAction  # noqa: E402
+from mmengine.dist import is_main_process  # noqa: E402
+
+import mim_zoo  # noqa: E402,F401  (registers the encoders, applies the compatibility fixes)
+from mim_zoo.downstream.benchmark import (REPO_ROOT, TASKS, markdown_table, recipe_config,  # noqa: E402
+                                          run_task, update_results)
+from mim_zoo.downstream.checkpoint import CheckpointError, load_pretrained_encoder  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Downstream benchmarks of a mim_zoo pretraining checkpoint")
+    parser.add_argument("checkpoint", help="pretraining checkpoint, e.g. work_dirs/mae_vitb_800e/epoch_800.pth")
+    parser.add_argument("--tasks", default="linear,finetune,ade20k,coco",
+                        help=f"comma-separated subset of {','.join(TASKS)}")
+    parser.add_argument("--work-dir", help="default: work_dirs/benchmarks/<pretraining run>/<checkpoint name>")
+    parser.add_argument("--protocol", choices=("paper", "common"), default="paper",
+                        help="paper: each method's published recipe; common: MAE's recipe for every ViT")
+    parser.add_argument("--tiny", action="store_true", help="the CPU twins of the benchmark configs")
+    parser.add_argument("--gpus", type=int, default=1, help="processes per task; > 1 launches torchrun")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands of --gpus > 1 and stop")
+    parser.add_argument("--amp", action="store_true", help="automatic mixed precision (needs a CUDA device)")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
+                        help="override entries of every task config, e.g. train_dataloader.num_workers=4")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = sorted(set(args.tasks) - set(TASKS))
+    if unknown:
+        parser.error(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
+
+
+def default_work_dir(checkpoint: str) -> str:
+    run = osp.basename(osp.dirname(osp.abspath(checkpoint)))
+    return osp.join("work_dirs", "benchmarks", run, osp.splitext(osp.basename(checkpoint))[0])
+
+
+def torchrun_command(args: argparse.Namespace, task: str, work_dir: str) -> list[str]:
+    """This tool under torchrun for one task (each process then runs it with --launcher pytorch)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.gpus}", osp.abspath(__file__),
+           args.checkpoint, "--tasks", task, "--work-dir", work_dir, "--protocol", args.protocol,
+           "--launcher", "pytorch"]
+    cmd += ["--tiny"] * args.tiny + ["--amp"] * args.amp
+    if args.cfg_options:
+        cmd += ["--cfg-options"] + [f"{k}={v}" for k, v in args.cfg_options.items()]
+    return cmd
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    work_dir = args.work_dir or default_work_dir(args.checkpoint)
+    results_file = osp.join(work_dir, "results.json")
+    try:
+        pretrained = load_pretrained_encoder(args.checkpoint)
+        configs = {task: recipe_config(task, pretrained, args.protocol, args.tiny) for task in args.tasks}
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    for task, config in configs.items():
+        if args.gpus > 1 and args.launcher == "none":
+            cmd = torchrun_command(args, task, work_dir)
+            print(shlex.join(cmd))
+            if not args.dry_run:
+                subprocess.run(cmd, check=True)
+            continue
+        record = run_task(config, args.checkpoint, osp.join(work_dir, task), args.launcher, args.amp,
+                          args.cfg_options)
+        if is_main_process():
+            update_results(results_file, pretrained, task, config.relative_to(REPO_ROOT), record)
+    if is_main_process() and osp.exists(results_file) and not args.dry_run:
+        with open(results_file) as f:
+            print(markdown_table([json.load(f)]))
+        print(f"results: {results_file} and {osp.splitext(results_file)[0]}.md")
+
+
+if __name__ == "__main__":
+    main()
