@@ -9,6 +9,7 @@ schedule); ``--config ALGO=PATH`` overrides either.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -47,25 +48,33 @@ def registered_algorithms() -> list[str]:
                   if isinstance(cls, type) and issubclass(cls, BaseMIM) and cls is not BaseMIM)
 
 
-def config_dir(algorithm: str) -> Path:
-    """``configs/<algorithm in lower case, without dashes>``, the layout of every algorithm's configs."""
-    return REPO / "configs" / algorithm.lower().replace("-", "")
+def combos() -> list[str]:
+    """The combinations of registered parts: every ``configs/combos/<name>/`` with a tiny CPU config."""
+    return sorted(p.parent.name for p in (REPO / "configs" / "combos").glob("*/tiny_cpu.py"))
 
 
-def tiny_config(algorithm: str) -> Path:
-    path = config_dir(algorithm) / "tiny_cpu.py"
+def config_dir(name: str) -> Path:
+    """``configs/combos/<name>`` for a combo, else ``configs/<algorithm in lower case, without dashes>``."""
+    combo = REPO / "configs" / "combos" / name
+    return combo if combo.is_dir() else REPO / "configs" / name.lower().replace("-", "")
+
+
+def tiny_config(name: str) -> Path:
+    """``tiny_cpu.py`` of an algorithm or combo (every one ships it, STYLE R21)."""
+    path = config_dir(name) / "tiny_cpu.py"
     if not path.is_file():
-        raise FileNotFoundError(f"{algorithm} is registered but ships no tiny CPU config at {path} (STYLE R21)")
+        raise FileNotFoundError(f"{name} ships no tiny CPU config at {path} (STYLE R21)")
     return path
 
 
-def paper_config(algorithm: str) -> Path:
-    """The paper-size config: ``configs/<algo>/<arch>_<N>e.py`` with the smallest ``N`` (then the name)."""
-    found = [p for p in config_dir(algorithm).glob("*.py") if PAPER_CONFIG.fullmatch(p.name)]
+def paper_config(name: str) -> Path:
+    """The paper-size config of an algorithm or combo: ``<arch>_<N>e.py`` with the smallest ``N`` (then name)."""
+    folder = config_dir(name)
+    found = [p for p in folder.glob("*.py") if PAPER_CONFIG.fullmatch(p.name)]
     if not found:
         raise FileNotFoundError(
-            f"no paper-size config for {algorithm}: expected configs/{config_dir(algorithm).name}/<arch>_<N>e.py "
-            f"(e.g. vitb_800e.py); pass one with --config {algorithm}=PATH"
+            f"no paper-size config for {name}: expected {folder.relative_to(REPO)}/<arch>_<N>e.py "
+            f"(e.g. vitb_800e.py); pass one with --config {name}=PATH"
         )
     return min(found, key=lambda p: (int(PAPER_CONFIG.fullmatch(p.name).group(2)), p.name))
 
@@ -102,7 +111,8 @@ def load_config(path: str | os.PathLike, options: dict[str, Any] | None = None) 
 
 
 def _type_name(value: Any) -> str:
-    return value if isinstance(value, str) else getattr(value, "__name__", "")
+    """``TeacherTarget`` for the class, its name, or its dotted path."""
+    return value.rsplit(".", 1)[-1] if isinstance(value, str) else getattr(value, "__name__", "")
 
 
 def walk_dicts(obj: Any) -> Iterator[dict]:
@@ -156,7 +166,7 @@ def build_algorithm(cfg: Config, random_teachers: bool = True) -> tuple[nn.Modul
     import mim_zoo  # noqa: F401
     from mim_zoo.registry import MODELS
 
-    model_cfg = cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else dict(cfg.model)
+    model_cfg = copy.deepcopy(cfg.model)
     notes = randomize_teachers(model_cfg) if random_teachers else []
     model = MODELS.build(model_cfg)
     if hasattr(model, "init_weights"):
@@ -232,3 +242,14 @@ def bf16_supported(device: torch.device) -> bool:
         return torch.cuda.is_bf16_supported()
     cpu = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else ""
     return bool(torch.cpu._is_avx512_bf16_supported() or "AMX" in str(cpu))
+
+
+def replace_readme_section(readme: Path, name: str, text: str) -> None:
+    """Replace what lies between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``readme`` with ``text``."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    content = readme.read_text()
+    if start not in content or end not in content or content.index(start) > content.index(end):
+        raise ValueError(f"{readme} has no section {start} ... {end} to update")
+    head, rest = content.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    readme.write_text(f"{head}{start}\n{text.strip()}\n{end}{tail}")

@@ -4,8 +4,8 @@ evaluated with the same linear probe and k-NN on the held-out labelled split, ov
     python -m benchmarks.compare                      # every method, 3 seeds: <= 20 min on 2 quiet cores
     python -m benchmarks.compare --methods MAE --seeds 0 --epochs 2 --out-dir /tmp/c     # a quick look
 
-Methods: every registered algorithm with its ``configs/<algo>/tiny_cpu.py`` (architecture as there), the combos
-of :data:`COMBOS`, every ``configs/combos/*tiny*.py``, and ``--method NAME=CONFIG``. Identical for all: the data
+Methods: every registered algorithm with its ``configs/<algo>/tiny_cpu.py`` (architecture as there), every combo
+with its ``configs/combos/<name>/tiny_cpu.py``, and ``--method NAME=CONFIG``. Identical for all: the data
 (the 2000-image train split with the config's augmentation), epochs, batch size, AdamW and its learning rate,
 warm-up + cosine schedule, seeds, and the evaluation (``benchmarks/probe.py``) on the 500-image val split.
 Reference rows on the same evaluation: raw pixels, colour statistics and each distinct encoder at random
@@ -33,23 +33,14 @@ if __package__ in (None, ""):  # `python benchmarks/compare.py`
 
 import torch  # noqa: E402
 
-from .common import REPO, load_config, parse_assignments, registered_algorithms, tiny_config  # noqa: E402
+from .common import (REPO, combos, load_config, parse_assignments, registered_algorithms,  # noqa: E402
+                     replace_readme_section, tiny_config)
 from .compare_report import write_reports  # noqa: E402
 from .runs import Job, Study, load_splits, run_job  # noqa: E402
 
-# Combinations of registered parts, until the lead's configs/combos/ lands: name -> (config, cfg-options).
-COMBOS: dict[str, tuple[str, dict[str, Any]]] = {
-    # MAE with BootMAE's block-wise masking, scaled to the 8x8 grid as configs/bootmae/tiny_cpu.py scales it
-    "MAE + block masking": ("configs/mae/tiny_cpu.py", {"model.masking": dict(
-        type="BlockMasking", num_masking_patches=39, min_num_patches=5, max_num_patches=20, total_masked=48)}),
-}
-
-
 def default_methods() -> dict[str, tuple[Path, dict[str, Any]]]:
-    methods = {algo: (tiny_config(algo), {}) for algo in registered_algorithms()}
-    methods.update({name: (REPO / path, options) for name, (path, options) in COMBOS.items()})
-    methods.update({p.stem: (p, {}) for p in sorted((REPO / "configs" / "combos").glob("*tiny*.py"))})
-    return methods
+    """``{name: (tiny config, options)}``: the registered algorithms, then the combos (``configs/combos/<name>``)."""
+    return {name: (tiny_config(name), {}) for name in [*registered_algorithms(), *combos()]}
 
 
 def dataset_root(study: Study) -> Path:
@@ -124,7 +115,7 @@ def run_study(study: Study) -> dict[str, Any]:
             "seconds": time.perf_counter() - start, "torch": torch.__version__}
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[Study, Path, str]:
+def parse_args(argv: list[str] | None = None) -> tuple[Study, Path, str, bool]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", help="comma-separated subset of the methods (default: all)")
@@ -142,6 +133,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Study, Path, str]:
     parser.add_argument("--work-dir", default=str(Study.work_root), help="where the Runner's logs go")
     parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--name", default="compare", help="output file stem")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="put the table and plots in benchmarks/README.md (with the default --out-dir)")
     args = parser.parse_args(argv)
     methods = default_methods()
     methods.update({k: (Path(v), {}) for k, v in parse_assignments(args.method, "--method").items()})
@@ -155,15 +148,27 @@ def parse_args(argv: list[str] | None = None) -> tuple[Study, Path, str]:
                   batch_size=args.batch_size, lr=args.lr, jobs=args.jobs, threads=args.threads,
                   train_limit=args.train_limit, eval_per_class=args.eval_per_class, baselines=not args.no_baselines,
                   supervised=args.supervised, work_root=Path(args.work_dir))
-    return study, Path(args.out_dir), args.name
+    return study, Path(args.out_dir), args.name, args.update_readme
+
+
+def readme_section(markdown: str, out_dir: Path, name: str) -> str:
+    """The study's table and plots for benchmarks/README.md (image links relative to the README)."""
+    body = markdown.split("\n", 1)[1]  # without the "# ..." title line
+    title = markdown.split("\n", 1)[0].lstrip("# ")
+    rel = out_dir.resolve().relative_to((REPO / "benchmarks").resolve())
+    return (f"**{title}**\n{body}\n![loss curves]({rel}/{name}_loss.png)\n"
+            f"![accuracy against pretraining compute]({rel}/{name}_accuracy.png)\n")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    study, out_dir, name = parse_args(argv)
+    study, out_dir, name, update_readme = parse_args(argv)
     results = run_study(study)
     paths = write_reports(results, out_dir, name)
     print(paths[1].read_text())
     print("wrote " + ", ".join(str(p) for p in paths))
+    if update_readme:
+        replace_readme_section(REPO / "benchmarks" / "README.md", "compare", readme_section(
+            paths[1].read_text(), out_dir, name))
     return results
 
 

@@ -136,7 +136,7 @@ def step_flops(subject: Subject, images: Tensor, dtype: str) -> int:
     return flops
 
 
-# --- the machine's matmul peak ---------------------------------------------------------------------------------------
+# --- the machine's matmul peak -------------------------------------------------------------------------------------
 def matmul_peak(device: torch.device, dtype: str, sizes: tuple[int, ...] = (1024, 2048, 4096),
                 reps: int = 3) -> dict[str, float]:
     """Best FLOP/s of square ``torch.mm`` over ``sizes`` (best of ``reps`` each), in the benchmark's dtype.

@@ -38,7 +38,7 @@ class Study:
 
     methods: dict[str, tuple[Path, dict[str, Any]]]
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    epochs: int = 30
+    epochs: int = 20
     warmup_epochs: int = 2
     batch_size: int = 64
     lr: float = 1.5e-3
@@ -97,6 +97,8 @@ def study_config(config: Path, options: dict[str, Any], study: Study, seed: int,
         cfg.train_dataloader.dataset.indices = study.train_limit
     cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=study.epochs)
     cfg.optim_wrapper.optimizer.update(lr=study.lr, weight_decay=study.weight_decay, betas=(0.9, 0.95))
+    if "AdamW" in str(cfg.optim_wrapper.optimizer.type):
+        cfg.optim_wrapper.optimizer.fused = True  # same update, one pass over each tensor
     warmup = min(study.warmup_epochs, study.epochs)
     cfg.param_scheduler = [
         dict(type="LinearLR", start_factor=1e-3, by_epoch=True, begin=0, end=warmup, convert_to_iter_based=True),
@@ -138,7 +140,7 @@ def normalisation(cfg: Any) -> tuple[list[float], list[float]]:
     return list(pre.get("mean", [0.0, 0.0, 0.0])), list(pre.get("std", [255.0, 255.0, 255.0]))
 
 
-# --- evaluation data -------------------------------------------------------------------------------------------------
+# --- evaluation data -----------------------------------------------------------------------------------------------
 @dataclass
 class LabelledSplits:
     """uint8 RGB images ``[N, 3, H, W]`` and labels of the train and val splits."""
@@ -195,7 +197,7 @@ def pixel_baselines(data: LabelledSplits) -> dict[str, dict]:
             "colour statistics": evaluate_features(colour(train), colour(val), data)}
 
 
-# --- reference encoders ----------------------------------------------------------------------------------------------
+# --- reference encoders --------------------------------------------------------------------------------------------
 def encoder_key(model: nn.Module) -> str:
     encoder = model.encoder
     return (f"{type(encoder).__name__} dim {getattr(encoder, 'embed_dim', '?')}, "
@@ -252,7 +254,7 @@ def _shift_and_flip(images: Tensor, generator: torch.Generator, pad: int = 4) ->
     return out.flip(3) if bool(torch.rand((), generator=generator) < 0.5) else out
 
 
-# --- one job ---------------------------------------------------------------------------------------------------------
+# --- one job -------------------------------------------------------------------------------------------------------
 def run_job(study: Study, job: Job, data_root: Path) -> dict[str, Any]:
     """Do one job in this process (a worker of ``compare.py``) and return its JSON-able record."""
     torch.set_num_threads(study.threads)

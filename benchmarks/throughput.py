@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # `python benchmarks/throughput.py`
 
 import torch  # noqa: E402
 
-from .common import (REPO, bf16_supported, build_algorithm, build_optimizer, count_parameters,  # noqa: E402
+from .common import (REPO, bf16_supported, build_algorithm, build_optimizer, combos, count_parameters,  # noqa: E402
                      input_size, load_config, machine_info, paper_config, parse_assignments, quiet_mmengine,
                      registered_algorithms, tiny_config, total_loss)
 from .measure import Subject, matmul_peak, step_flops, step_peak_memory, timed_step  # noqa: E402
@@ -60,7 +60,7 @@ class Settings:
     seed: int = 0
 
 
-# --- building the subjects -------------------------------------------------------------------------------------------
+# --- building the subjects -----------------------------------------------------------------------------------------
 def config_for(algorithm: str, settings: Settings) -> Path:
     if algorithm in settings.configs:
         return Path(settings.configs[algorithm])
@@ -147,7 +147,7 @@ def peer_subjects(settings: Settings, mae: Subject, device: torch.device) -> lis
     return peers
 
 
-# --- measuring ---------------------------------------------------------------------------------------------------------
+# --- measuring -----------------------------------------------------------------------------------------------------
 def make_batches(subjects: list[Subject], batch_size: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
     """One fixed batch per input size (normalised-image statistics: N(0, 1))."""
     generator = torch.Generator().manual_seed(seed)
@@ -201,11 +201,12 @@ def run(settings: Settings) -> dict[str, Any]:
     return summarise(raw, meta, settings_dict, machine_info(device, torch.get_num_threads()), REFERENCE)
 
 
-# --- command line ------------------------------------------------------------------------------------------------------
+# --- command line --------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, str]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", help="comma-separated registered algorithms (default: all registered)")
+    parser.add_argument("--algos", help="comma-separated algorithms or combos (default: every registered algorithm)")
+    parser.add_argument("--combos", action="store_true", help="add every combo of configs/combos/")
     parser.add_argument("--config", action="append", default=[], metavar="ALGO=PATH",
                         help="config of an algorithm (default: its paper-size config, or tiny_cpu.py with --tiny)")
     parser.add_argument("--tiny", action="store_true", help="use every algorithm's tiny CPU config (smoke runs)")
@@ -227,9 +228,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, str]:
     parser.add_argument("--name", help="output file stem (default: throughput_<device type>[_tiny])")
     args = parser.parse_args(argv)
     algos = args.algos.split(",") if args.algos else registered_algorithms()
-    unknown = sorted(set(algos) - set(registered_algorithms()))
+    algos += [c for c in combos() if args.combos and c not in algos]
+    unknown = sorted(set(algos) - set(registered_algorithms()) - set(combos()))
     if unknown:
-        parser.error(f"unknown algorithm(s) {unknown}; registered: {registered_algorithms()}")
+        parser.error(f"unknown algorithm(s) or combo(s) {unknown}; registered: {registered_algorithms()}, "
+                     f"combos: {combos()}")
     settings = Settings(
         algos=algos, configs=parse_assignments(args.config, "--config"), tiny=args.tiny, batch_size=args.batch_size,
         iters=args.iters, warmup=args.warmup, repeats=args.repeats, device=args.device, threads=args.threads,

@@ -86,7 +86,8 @@ def summarise(raw: dict[str, Any], meta: dict[str, Any], settings: dict[str, Any
     """The results document: settings, machine, matmul peaks, per-subject numbers, ratios, checks, targets."""
     cpu = machine["device"].startswith("cpu")
     batch, threads = settings["batch_size"], settings["threads"]
-    subjects = {name: {"name": name, **m, "flops_per_image": {}, "memory": {}, "dtypes": {}} for name, m in meta.items()}
+    subjects = {name: {"name": name, **m, "flops_per_image": {}, "memory": {}, "dtypes": {}}
+                for name, m in meta.items()}
     peaks = {}
     for dtype, data in raw.items():
         peaks[dtype] = {"per_round": data["peaks"], **spread([p["flops_per_s"] for p in data["peaks"]])}
@@ -145,7 +146,7 @@ def busy_warnings(results: dict[str, Any]) -> list[str]:
     return out
 
 
-# --- markdown ----------------------------------------------------------------------------------------------------------
+# --- markdown ------------------------------------------------------------------------------------------------------
 def _fmt_spread(s: dict[str, float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{s['min'] * scale:.{digits}f} / **{s['median'] * scale:.{digits}f}** / {s['max'] * scale:.{digits}f}"
 
