@@ -115,7 +115,7 @@ def run_study(study: Study) -> dict[str, Any]:
             "seconds": time.perf_counter() - start, "torch": torch.__version__}
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[Study, Path, str, bool]:
+def parse_args(argv: list[str] | None = None) -> tuple[Study, Path, str, bool, Path | None]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", help="comma-separated subset of the methods (default: all)")
@@ -135,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Study, Path, str, bool]:
     parser.add_argument("--name", default="compare", help="output file stem")
     parser.add_argument("--update-readme", action="store_true",
                         help="put the table and plots in benchmarks/README.md (with the default --out-dir)")
+    parser.add_argument("--render", metavar="JSON", help="only redo the reports of a finished study's JSON")
     args = parser.parse_args(argv)
     methods = default_methods()
     methods.update({k: (Path(v), {}) for k, v in parse_assignments(args.method, "--method").items()})
@@ -148,7 +149,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Study, Path, str, bool]:
                   batch_size=args.batch_size, lr=args.lr, jobs=args.jobs, threads=args.threads,
                   train_limit=args.train_limit, eval_per_class=args.eval_per_class, baselines=not args.no_baselines,
                   supervised=args.supervised, work_root=Path(args.work_dir))
-    return study, Path(args.out_dir), args.name, args.update_readme
+    return study, Path(args.out_dir), args.name, args.update_readme, args.render and Path(args.render)
 
 
 def readme_section(markdown: str, out_dir: Path, name: str) -> str:
@@ -161,8 +162,8 @@ def readme_section(markdown: str, out_dir: Path, name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    study, out_dir, name, update_readme = parse_args(argv)
-    results = run_study(study)
+    study, out_dir, name, update_readme, render = parse_args(argv)
+    results = json.loads(render.read_text()) if render else run_study(study)
     paths = write_reports(results, out_dir, name)
     print(paths[1].read_text())
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -67,12 +67,18 @@ def load_results(paths: list[Path]) -> dict[tuple[str, int], dict[str, float]]:
     return out
 
 
+def number(value: float) -> str:
+    """At least one decimal, at most two: 85.0, 84.63, 66.1."""
+    text = f"{value:.2f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
 def cell(paper: float | None, ours: float | None) -> str:
     if ours is None:
-        return "—" if paper is None else f"{paper:g} / —"
+        return "—" if paper is None else f"{number(paper)} / —"
     if paper is None:
-        return f"— / {ours:g}"
-    return f"{paper:g} / {ours:g} ({ours - paper:+.1f})"
+        return f"— / {number(ours)}"
+    return f"{number(paper)} / {number(ours)} ({ours - paper:+.1f})"
 
 
 def table(measured: dict[tuple[str, int], dict[str, float]]) -> str:

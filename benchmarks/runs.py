@@ -38,10 +38,10 @@ class Study:
 
     methods: dict[str, tuple[Path, dict[str, Any]]]
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    epochs: int = 20
-    warmup_epochs: int = 2
-    batch_size: int = 64
-    lr: float = 1.5e-3
+    epochs: int = 12
+    warmup_epochs: int = 1
+    batch_size: int = 32
+    lr: float = 4e-3
     weight_decay: float = 0.05
     threads: int = 1  # per worker process
     jobs: int = 2  # worker processes

@@ -15,6 +15,7 @@ See benchmarks/README.md for what the numbers mean and the reference command.
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,8 +113,6 @@ def variant_options(settings: Settings, algorithm: str) -> list[dict[str, Any]]:
 
 def _literal(text: str) -> Any:
     """``"True"`` -> True, ``"3"`` -> 3, ``"bfloat16"`` -> "bfloat16"."""
-    import ast
-
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):

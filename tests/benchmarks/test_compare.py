@@ -18,7 +18,7 @@ COMBO = combos()[0]
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("compare")
-    main(["--methods", f"MAE,{COMBO}", "--seeds", "0,1", "--epochs", "1", "--train-limit", "64",
+    main(["--methods", f"MAE,{COMBO}", "--seeds", "0,1", "--epochs", "1", "--train-limit", "64", "--batch-size", "32",
           "--eval-per-class", "6", "--jobs", "1", "--out-dir", str(out), "--work-dir", str(out / "work")])
     return {"out": out, "json": json.loads((out / "compare.json").read_text()),
             "md": (out / "compare.md").read_text()}
@@ -34,7 +34,7 @@ def test_runs_record_losses_and_evaluations_for_every_seed(study):
     for method in doc["methods"].values():
         assert [r["seed"] for r in method["runs"]] == [0, 1]
         for run in method["runs"]:
-            assert len(run["losses"]) == run["images"] // 64 == 1  # 64 images, batch 64, one epoch
+            assert len(run["losses"]) == run["images"] // 32 == 2  # 64 images, batch 32, one epoch
             assert 0.0 <= run["linear_top1"] <= 1.0 and 0.0 <= run["knn_top1"] <= 1.0
         assert method["flops_per_image"] > 0 and method["params"]["trainable"] > 0
     assert doc["data"]["train"] == doc["data"]["val"] == 60  # 6 per class, 10 classes
@@ -57,6 +57,12 @@ def test_markdown_table_has_one_row_per_method_and_reference(study):
 def test_plots_are_png_files(study):
     for name in ("compare_loss.png", "compare_accuracy.png"):
         assert (study["out"] / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_render_redoes_the_reports_from_the_json(study, tmp_path):
+    main(["--render", str(study["out"] / "compare.json"), "--out-dir", str(tmp_path)])
+    assert (tmp_path / "compare.md").read_text() == study["md"]
+    assert (tmp_path / "compare_accuracy.png").is_file()
 
 
 def test_readme_section_is_replaced_between_markers(study, tmp_path):

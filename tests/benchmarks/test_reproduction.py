@@ -19,7 +19,8 @@ def test_cells_show_paper_ours_and_the_gap():
     assert cell(83.6, None) == "83.6 / —"
     assert cell(None, None) == "—"
     assert cell(83.6, 83.1) == "83.6 / 83.1 (-0.5)"
-    assert cell(None, 47.0) == "— / 47"
+    assert cell(None, 47.0) == "— / 47.0"
+    assert cell(84.63, None) == "84.63 / —"
 
 
 def test_results_fill_the_row_of_the_same_method_and_epochs(tmp_path):
@@ -32,7 +33,7 @@ def test_results_fill_the_row_of_the_same_method_and_epochs(tmp_path):
     assert load_results([path]) == {("BootMAE", 800): {"linear_top1": 65.0, "ade20k_miou": 48.6}}
     text = main([str(path)])
     row = next(line for line in text.splitlines() if line.startswith("| BootMAE"))
-    assert "66.1 / 65 (-1.1)" in row and "49.1 / 48.6 (-0.5)" in row and "84.2 / —" in row
+    assert "66.1 / 65.0 (-1.1)" in row and "49.1 / 48.6 (-0.5)" in row and "84.2 / —" in row
 
 
 def test_a_file_that_is_not_a_results_file_is_a_clear_error(tmp_path):
