@@ -93,6 +93,7 @@ def run_study(study: Study) -> dict[str, Any]:
     methods: dict[str, Any] = {}
     baselines: dict[str, Any] = {}
     supervised = None
+    cpu_seconds = [out.pop("cpu_seconds") for out in outputs]
     for job, out in zip(jobs, outputs):
         if job.kind == "pixels":
             baselines.update(out)
@@ -112,7 +113,17 @@ def run_study(study: Study) -> dict[str, Any]:
     return {"settings": settings, "data": {"root": str(root), "train": len(data.train), "val": len(data.val),
                                            "classes": data.classes},
             "methods": methods, "baselines": baselines, "supervised": supervised,
-            "seconds": time.perf_counter() - start, "torch": torch.__version__}
+            "seconds": time.perf_counter() - start, "cpu_seconds": sum(cpu_seconds),
+            "quiet_estimate_seconds": quiet_estimate(cpu_seconds, study.jobs), "torch": torch.__version__}
+
+
+def quiet_estimate(cpu_seconds: list[float], workers: int) -> float:
+    """The study's wall time on a quiet machine: the jobs' CPU times (one thread each) packed greedily, longest
+    first, onto ``workers`` cores. A busy machine stretches wall time but not CPU time."""
+    loads = [0.0] * max(workers, 1)
+    for seconds in sorted(cpu_seconds, reverse=True):
+        loads[loads.index(min(loads))] += seconds
+    return max(loads)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Study, Path, str, bool, Path | None]:

@@ -47,8 +47,10 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"# Comparison study: {s['epochs']} epochs, batch {s['batch_size']}, AdamW lr {s['lr']}, seeds {s['seeds']}",
         "",
         f"Embedded shapes dataset: {d['train']} train / {d['val']} val images, {len(d['classes'])} classes. "
-        f"{s['jobs']} worker process(es) x {s['threads']} thread(s); whole study {results['seconds'] / 60:.1f} min; "
-        f"torch {results['torch']}. Mean ± std over seeds; *italic* rows are references, not methods.",
+        f"{s['jobs']} worker process(es) x {s['threads']} thread(s); whole study {results['seconds'] / 60:.1f} min "
+        f"wall, {results['cpu_seconds'] / 60:.1f} min CPU (on {s['jobs']} quiet cores: about "
+        f"{results['quiet_estimate_seconds'] / 60:.1f} min); torch {results['torch']}. Mean ± std over seeds; "
+        "*italic* rows are references, not methods.",
         "",
         markdown_table(HEADERS, table_rows(results)),
         "",

@@ -256,16 +256,24 @@ def _shift_and_flip(images: Tensor, generator: torch.Generator, pad: int = 4) ->
 
 # --- one job -------------------------------------------------------------------------------------------------------
 def run_job(study: Study, job: Job, data_root: Path) -> dict[str, Any]:
-    """Do one job in this process (a worker of ``compare.py``) and return its JSON-able record."""
+    """Do one job in this process (a worker of ``compare.py``) and return its JSON-able record, with the job's
+    ``cpu_seconds`` (process CPU time: with one thread per worker, the job's wall time on a quiet machine)."""
+    cpu0 = time.process_time()
     torch.set_num_threads(study.threads)
     quiet_mmengine()
     import mim_zoo  # noqa: F401  (registers the plugins in a fresh worker)
 
     data = load_splits(data_root, study.eval_per_class)
     if job.kind == "pixels":
-        return pixel_baselines(data)
-    if job.kind == "supervised":
-        return supervised_reference(job.config, job.options, study, data, job.seed)
+        record = pixel_baselines(data)
+    elif job.kind == "supervised":
+        record = supervised_reference(job.config, job.options, study, data, job.seed)
+    else:
+        record = pretrain_and_evaluate(study, job, data)
+    return {**record, "cpu_seconds": time.process_time() - cpu0}
+
+
+def pretrain_and_evaluate(study: Study, job: Job, data: LabelledSplits) -> dict[str, Any]:
     model, record = pretrain(job.config, job.options, study, job.seed,
                              study.work_root / f"{job.name}_{job.seed}".replace(" ", "_").replace("+", ""))
     record.update(evaluate(model.encoder, data, record.pop("norm"), job.seed))

@@ -29,10 +29,10 @@ import torch  # noqa: E402
 
 from .common import (REPO, bf16_supported, build_algorithm, build_optimizer, combos, count_parameters,  # noqa: E402
                      input_size, load_config, machine_info, paper_config, parse_assignments, quiet_mmengine,
-                     registered_algorithms, tiny_config, total_loss)
+                     registered_algorithms, replace_readme_section, tiny_config, total_loss)
 from .measure import Subject, matmul_peak, step_flops, step_peak_memory, timed_step  # noqa: E402
 from .peers import MAEGeometry, mmpretrain_mae, official_mae  # noqa: E402
-from .throughput_report import summarise, write_reports  # noqa: E402
+from .throughput_report import summarise, to_markdown, write_reports  # noqa: E402
 
 # The measured targets (issue "Training cost per algorithm") hold at this reference setting.
 REFERENCE = {"device": "cpu", "threads": 2, "dtype": "fp32", "batch_size": 8}
@@ -201,7 +201,7 @@ def run(settings: Settings) -> dict[str, Any]:
 
 
 # --- command line --------------------------------------------------------------------------------------------------
-def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, str]:
+def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, str, bool]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", help="comma-separated algorithms or combos (default: every registered algorithm)")
@@ -225,6 +225,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, str]:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory step")
     parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--name", help="output file stem (default: throughput_<device type>[_tiny])")
+    parser.add_argument("--update-readme", action="store_true", help="put the report in benchmarks/README.md")
     args = parser.parse_args(argv)
     algos = args.algos.split(",") if args.algos else registered_algorithms()
     algos += [c for c in combos() if args.combos and c not in algos]
@@ -239,15 +240,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, str]:
         official_mae=args.official_mae, variants=args.variant, auto_variants=not args.no_auto_variants,
         compile=args.compile, memory=not args.no_memory)
     name = args.name or f"throughput_{torch.device(args.device).type}" + ("_tiny" if args.tiny else "")
-    return settings, Path(args.out_dir), name
+    return settings, Path(args.out_dir), name, args.update_readme
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    settings, out_dir, name = parse_args(argv)
+    settings, out_dir, name, update_readme = parse_args(argv)
     results = run(settings)
     json_path, md_path = write_reports(results, out_dir, name)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
+    if update_readme:
+        replace_readme_section(REPO / "benchmarks" / "README.md", "throughput", to_markdown(results, level=4))
     return results
 
 

@@ -173,16 +173,18 @@ def subject_rows(results: dict[str, Any], dtype: str) -> list[list[Any]]:
     return rows
 
 
-def to_markdown(results: dict[str, Any]) -> str:
+def to_markdown(results: dict[str, Any], level: int = 1) -> str:
+    """The report; ``level`` is the heading level of its title (sections one below)."""
     s, m = results["settings"], results["machine"]
-    lines = [f"# Training cost per step ({m['device']}, {s['threads']} threads, batch {s['batch_size']})", "",
+    h1, h2 = "#" * level, "#" * (level + 1)
+    lines = [f"{h1} Training cost per step ({m['device']}, {s['threads']} threads, batch {s['batch_size']})", "",
              f"{m.get('gpu') or m['cpu']}; torch {m['torch']}; {s['repeats']} interleaved rounds x {s['iters']} "
              f"steps after {s['warmup']} warm-up; load average at start {m.get('load_average')}.", ""]
     lines += [f"> **warning**: {w}" for w in results["warnings"]]
     headers = ["subject", "params M (train / all)", "GFLOPs/img", "img/s min / **med** / max", "CPU-normalised img/s",
                "fwd / bwd / opt ms", "achieved GFLOP/s", "utilisation", "peak MiB"]
     for dtype, peak in results["matmul_peak"].items():
-        lines += ["", f"## {dtype}: matmul peak {peak['max'] / 1e9:.1f} GFLOP/s (best of rounds; median "
+        lines += ["", f"{h2} {dtype}: matmul peak {peak['max'] / 1e9:.1f} GFLOP/s (best of rounds; median "
                   f"{peak['median'] / 1e9:.1f})", "",
                   markdown_table(headers, subject_rows(results, dtype))]
         ratios = results["ratios"][dtype]
@@ -195,12 +197,12 @@ def to_markdown(results: dict[str, Any]) -> str:
                 ["vs MAE", "FLOP ratio", "time ratio min / **med** / max", "excess over FLOP ratio"],
                 [[k, f"{c['flop_ratio']:.2f}", _fmt_spread(c["time_ratio"]), f"{c['excess']:+.0%}"]
                  for k, c in checks.items()])]
-    lines += ["", "## Targets (fp32)", ""]
+    lines += ["", f"{h2} Targets (fp32)", ""]
     lines += [f"- {'met' if t['met'] else 'NOT met'}: {t['target']} (measured {t['value']:.3g})"
               + ("" if t["reference_setting"] else " [not the reference setting: indicative only]")
               for t in results["targets"]] or ["- none evaluated"]
     notes = sorted({n for sub in results["subjects"].values() for n in sub["info"].get("notes", [])})
-    lines += ["", "## Notes", ""] + [f"- {n}" for n in notes] + [
+    lines += ["", f"{h2} Notes", ""] + [f"- {n}" for n in notes] + [
         "- FLOPs: torch.utils.flop_counter over forward + backward (matmuls, convolutions, fused attention); "
         "elementwise ops, norms, optimizer and EMA updates are not counted (see benchmarks/README.md)."]
     return "\n".join(lines) + "\n"

@@ -97,3 +97,10 @@ def test_unknown_method_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--methods", "NotAMethod"])
     assert "unknown method" in capsys.readouterr().err
+
+
+def test_quiet_estimate_packs_job_cpu_times_onto_the_workers():
+    from benchmarks.compare import quiet_estimate
+
+    assert quiet_estimate([5.0, 4.0, 3.0, 2.0], workers=2) == 7.0  # {5, 2} and {4, 3}
+    assert quiet_estimate([5.0, 4.0], workers=1) == 9.0

@@ -86,8 +86,16 @@ def test_unknown_algorithm_is_a_clear_error(capsys):
 
 
 def test_malformed_variant_is_a_clear_error(tmp_path):
-    settings, _, _ = parse_args(["--tiny", "--algos", "MAE", "--variant", "MAE-model.x=1"])
+    settings, *_ = parse_args(["--tiny", "--algos", "MAE", "--variant", "MAE-model.x=1"])
     from benchmarks.throughput import variant_options
 
     with pytest.raises(ValueError, match="ALGO:key=value"):
         variant_options(settings, "MAE")
+
+
+def test_readme_report_nests_its_headings(results):
+    from benchmarks.throughput_report import to_markdown
+
+    text = to_markdown(results["json"], level=4)
+    assert text.startswith("#### Training cost per step") and "\n##### fp32: matmul peak" in text
+    assert "\n## " not in text
