@@ -8,8 +8,8 @@ Methods: every registered algorithm with its ``configs/<algo>/tiny_cpu.py`` (arc
 with its ``configs/combos/<name>/tiny_cpu.py``, and ``--method NAME=CONFIG``. Identical for all: the data
 (the 2000-image train split with the config's augmentation), epochs, batch size, AdamW and its learning rate,
 warm-up + cosine schedule, seeds, and the evaluation (``benchmarks/probe.py``) on the 500-image val split.
-Reference rows on the same evaluation: raw pixels, colour statistics and each distinct encoder at random
-initialisation bound the table from below; ``--supervised`` adds the encoder trained with labels, from above.
+References on the same evaluation: raw pixels, colour statistics and every method's encoder at its random
+initialisation bound the table from below; ``--supervised`` adds MAE's encoder trained with labels, from above.
 
 Runs are independent jobs spread over ``--jobs`` worker processes of ``--threads`` threads each (tiny models use
 two cores better as two one-thread processes than as one two-thread process). Writes ``OUT_DIR/NAME.{md,json}``,
@@ -60,10 +60,12 @@ def dataset_root(study: Study) -> Path:
 
 
 def make_jobs(study: Study) -> list[Job]:
-    """The reference jobs first, then every (method, seed), seed-major so that parallel workers mix methods."""
+    """The reference jobs first, then every (method, seed), seed-major so that parallel workers mix methods; each
+    method's first seed also evaluates its encoder at initialisation (inits differ between methods)."""
     jobs = [Job("pixels")] if study.baselines else []
-    if study.supervised:
-        name, (config, options) = next(iter(study.methods.items()))
+    if study.supervised:  # MAE's encoder (the baseline's), else the first method's
+        name = "MAE" if "MAE" in study.methods else next(iter(study.methods))
+        config, options = study.methods[name]
         jobs.append(Job("supervised", name=name, config=config, options=options, seed=study.seeds[0]))
     for seed in study.seeds:
         for name, (config, options) in study.methods.items():
@@ -106,7 +108,7 @@ def run_study(study: Study) -> dict[str, Any]:
                 "encoder_params": out["encoder_params"], "flops_per_image": out["flops_per_image"],
                 "random_teachers": out["random_teachers"], "runs": []})
             if "random_init" in out:
-                baselines.setdefault(f"random init: {out['encoder']}", out.pop("random_init"))
+                entry["random_init"] = out.pop("random_init")
             entry["runs"].append({"seed": job.seed, **out})
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(study).items() if k != "methods"}
     data = load_splits(root, study.eval_per_class)

@@ -12,7 +12,7 @@ import numpy as np
 from .common import markdown_table
 
 HEADERS = ["method", "encoder", "params M (trainable)", "MFLOPs/img (train step)", "img/s (pretraining)",
-           "final loss", "linear top-1 %", "k-NN top-1 %"]
+           "final loss", "linear top-1 %", "k-NN top-1 %", "at init: linear / k-NN %"]
 
 
 def mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
@@ -26,18 +26,24 @@ def method_row(name: str, m: dict[str, Any]) -> list[Any]:
     label = name + (" (random teachers)" if m["random_teachers"] else "")
     return [label, m["encoder"], f"{m['params']['trainable'] / 1e6:.2f}", f"{m['flops_per_image'] / 1e6:.1f}",
             mean_std([r["img_per_s"] for r in runs], digits=0), mean_std([r["final_loss"] for r in runs], digits=3),
-            mean_std([r["linear_top1"] for r in runs], 100), mean_std([r["knn_top1"] for r in runs], 100)]
+            mean_std([r["linear_top1"] for r in runs], 100), mean_std([r["knn_top1"] for r in runs], 100),
+            _init_cell(m.get("random_init"))]
+
+
+def _init_cell(init: dict | None) -> str | None:
+    return None if init is None else f"{100 * init['linear_top1']:.1f} / {100 * init['knn_top1']:.1f}"
 
 
 def table_rows(results: dict[str, Any]) -> list[list[Any]]:
     rows = [method_row(name, m) for name, m in results["methods"].items()]
     for name, b in results["baselines"].items():
         rows.append([f"*{name}*", None, None, None, None, None, f"{100 * b['linear_top1']:.1f}",
-                     f"{100 * b['knn_top1']:.1f}"])
+                     f"{100 * b['knn_top1']:.1f}", None])
     sup = results.get("supervised")
     if sup:
         rows.append([f"*supervised {sup['method']} encoder (labels; end-to-end {100 * sup['end_to_end_top1']:.1f})*",
-                     None, None, None, None, None, f"{100 * sup['linear_top1']:.1f}", f"{100 * sup['knn_top1']:.1f}"])
+                     None, None, None, None, None, f"{100 * sup['linear_top1']:.1f}", f"{100 * sup['knn_top1']:.1f}",
+                     None])
     return rows
 
 
@@ -50,7 +56,8 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"{s['jobs']} worker process(es) x {s['threads']} thread(s); whole study {results['seconds'] / 60:.1f} min "
         f"wall, {results['cpu_seconds'] / 60:.1f} min CPU (on {s['jobs']} quiet cores: about "
         f"{results['quiet_estimate_seconds'] / 60:.1f} min); torch {results['torch']}. Mean ± std over seeds; "
-        "*italic* rows are references, not methods.",
+        "*italic* rows are references, not methods; *at init*: the method's encoder before pretraining (seed "
+        f"{s['seeds'][0]}; hollow markers in the plot).",
         "",
         markdown_table(HEADERS, table_rows(results)),
         "",
@@ -88,7 +95,10 @@ def plot(results: dict[str, Any], out_dir: Path, name: str) -> list[Path]:
         for method, m in results["methods"].items():
             compute = m["flops_per_image"] * statistics.mean(r["images"] for r in m["runs"]) / 1e12
             accs = [100 * r[key] for r in m["runs"]]
-            ax.errorbar(compute, statistics.mean(accs), yerr=statistics.pstdev(accs), fmt="o", capsize=3, label=method)
+            bar = ax.errorbar(compute, statistics.mean(accs), yerr=statistics.pstdev(accs), fmt="o", capsize=3,
+                              label=method)
+            if m.get("random_init"):  # hollow marker: the same encoder at initialisation
+                ax.plot(compute, 100 * m["random_init"][key], "o", mfc="none", color=bar[0].get_color())
         references = dict(results["baselines"])
         if results.get("supervised"):
             references["supervised"] = results["supervised"]

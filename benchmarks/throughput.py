@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import resource
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,7 +198,9 @@ def run(settings: Settings) -> dict[str, Any]:
     meta = {s.name: {"group": s.group, "info": s.info, "params": count_parameters(s.model),
                      "image_size": list(s.image_size)} for s in subjects}
     settings_dict = dict(vars(settings), dtypes=dtypes, threads=torch.get_num_threads())
-    return summarise(raw, meta, settings_dict, machine_info(device, torch.get_num_threads()), REFERENCE)
+    machine = machine_info(device, torch.get_num_threads())
+    machine["process_max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # every subject built
+    return summarise(raw, meta, settings_dict, machine, REFERENCE)
 
 
 # --- command line --------------------------------------------------------------------------------------------------
