@@ -39,3 +39,9 @@ load_from = None
 resume = False
 # diff_rank_seed: every process draws its own masks (as each GPU does in the official code), reproducibly per seed.
 randomness = dict(seed=0, diff_rank_seed=True, deterministic=False)
+# Speed knobs (same maths; measured by `python -m benchmarks.throughput`, see benchmarks/README.md):
+#   compile = True                                  torch.compile the model (mmengine): a compile, then faster steps
+#   --amp [--cfg-options optim_wrapper.dtype=bfloat16]  mixed precision: fp16 with loss scaling, or bf16
+#   --cfg-options model.encoder.grad_checkpointing=True  recompute block activations in backward: less memory
+#   fused attention: timm's F.scaled_dot_product_attention, on by default; the paper configs' AdamW runs fused.
+compile = False

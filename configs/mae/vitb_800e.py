@@ -39,7 +39,7 @@ model = dict(
 optim_wrapper = dict(
     constructor=MIMOptimWrapperConstructor,  # leaves the frozen target generators out, in one log line
     type=OptimWrapper,  # `tools/train.py --amp` switches to mmengine's AmpOptimWrapper (the official runs use AMP)
-    optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05),
+    optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05, fused=True),  # fused: same update, one pass
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
 )
 param_scheduler = [

@@ -72,7 +72,7 @@ model = dict(
 optim_wrapper = dict(
     constructor=MIMOptimWrapperConstructor,  # leaves the frozen target generators out, in one log line
     type=OptimWrapper,  # `tools/train.py --amp` switches to mmengine's AmpOptimWrapper
-    optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05),  # [MAE]
+    optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05, fused=True),  # [MAE]; fused: one pass
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),  # [MAE] no decay on norms and biases
 )
 param_scheduler = [  # [MAE] linear warm-up, then half-cycle cosine to 0, per iteration

@@ -1,0 +1,43 @@
+"""benchmarks/reproduction.py: paper numbers beside the results that tools/benchmark.py writes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.common import registered_algorithms
+from benchmarks.reproduction import PAPER, cell, load_results, main
+
+
+def test_every_registered_algorithm_has_a_paper_row_with_a_source():
+    assert set(registered_algorithms()) <= {row["method"] for row in PAPER}
+    assert all(row["source"] for row in PAPER)
+
+
+def test_cells_show_paper_ours_and_the_gap():
+    assert cell(83.6, None) == "83.6 / —"
+    assert cell(None, None) == "—"
+    assert cell(83.6, 83.1) == "83.6 / 83.1 (-0.5)"
+    assert cell(None, 47.0) == "— / 47.0"
+    assert cell(84.63, None) == "84.63 / —"
+
+
+def test_results_fill_the_row_of_the_same_method_and_epochs(tmp_path):
+    # the layout tools/benchmark.py (mim_zoo.downstream.benchmark.update_results) writes
+    results = {"checkpoint": "/x/epoch_800.pth", "method": "BootMAE", "epochs": 800,
+               "tasks": {"linear": {"config": "c.py", "linear_top1": 65.0, "evaluation": {}},
+                         "ade20k": {"config": "d.py", "ade20k_miou": 48.6, "evaluation": {}}}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    assert load_results([path]) == {("BootMAE", 800): {"linear_top1": 65.0, "ade20k_miou": 48.6}}
+    text = main([str(path)])
+    row = next(line for line in text.splitlines() if line.startswith("| BootMAE"))
+    assert "66.1 / 65.0 (-1.1)" in row and "49.1 / 48.6 (-0.5)" in row and "84.2 / —" in row
+
+
+def test_a_file_that_is_not_a_results_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "other.json"
+    path.write_text("{}")
+    with pytest.raises(ValueError, match="not a tools/benchmark.py results file"):
+        load_results([path])
