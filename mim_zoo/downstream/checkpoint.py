@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..registry import MODELS
+from ..validation import describe_state_dict_mismatch
 
 ENCODER_PREFIX = "encoder."
 
@@ -182,28 +183,13 @@ def encoder_weights(state_dict: dict[str, Tensor], source: str = "checkpoint") -
     return weights
 
 
-def _describe(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
-
-
 def load_encoder_strict(encoder: nn.Module, weights: dict[str, Tensor], source: str) -> None:
     """Load ``weights`` into ``encoder``: every key and shape must match, or a :class:`CheckpointError` lists why."""
-    own = encoder.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    shapes = sorted(k for k in set(own) & set(weights) if own[k].shape != weights[k].shape)
-    if missing or unexpected or shapes:
-        lines = [f"the encoder weights of {source} do not fit the encoder its config describes:"]
-        if missing:
-            lines.append(f"  missing in the checkpoint: {_describe(missing)}")
-        if unexpected:
-            lines.append(f"  not in the encoder: {_describe(unexpected)}")
-        if shapes:
-            lines.append("  shape mismatch: " + _describe(
-                [f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}" for k in shapes]))
-        lines.append("The checkpoint was edited, or written by another algorithm/encoder size than its saved config.")
-        raise CheckpointError("\n".join(lines))
+    mismatch = describe_state_dict_mismatch(encoder.state_dict(), weights, limit=8)
+    if mismatch:
+        raise CheckpointError(
+            f"the encoder weights of {source} do not fit the encoder its config describes: {mismatch}. "
+            "The checkpoint was edited, or written by another algorithm/encoder size than its saved config.")
     encoder.load_state_dict(weights, strict=True)
 
 

@@ -63,7 +63,7 @@ def test_encoder_that_does_not_fit_its_config_is_an_error(tiny_checkpoint, tmp_p
     ckpt = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
     shallower = _save_variant(tmp_path / "depth1.pth", ckpt,
                               cfg=lambda c: c["meta"].update(cfg=c["meta"]["cfg"].replace("depth=2", "depth=1")))
-    with pytest.raises(CheckpointError, match=r"not in the encoder: vit\.blocks\.1\."):
+    with pytest.raises(CheckpointError, match=r"not in the model: vit\.blocks\.1\."):
         load_pretrained_encoder(shallower)
     wider = _save_variant(tmp_path / "wide.pth", ckpt,
                           cfg=lambda c: c["meta"].update(cfg=c["meta"]["cfg"].replace("embed_dim=64", "embed_dim=96")))
