@@ -179,7 +179,8 @@ def to_markdown(results: dict[str, Any], level: int = 1) -> str:
     h1, h2 = "#" * level, "#" * (level + 1)
     lines = [f"{h1} Training cost per step ({m['device']}, {s['threads']} threads, batch {s['batch_size']})", "",
              f"{m.get('gpu') or m['cpu']}; torch {m['torch']}; {s['repeats']} interleaved rounds x {s['iters']} "
-             f"steps after {s['warmup']} warm-up; load average at start {m.get('load_average')}; process peak RSS "
+             f"steps after {s['warmup']} warm-up; load average at start "
+             f"{' / '.join(f'{x:.2f}' for x in m.get('load_average') or [])} (1 / 5 / 15 min); process peak RSS "
              f"{m.get('process_max_rss_mib', 0) / 1024:.1f} GiB.", ""]
     lines += [f"> **warning**: {w}" for w in results["warnings"]]
     headers = ["subject", "params M (train / all)", "GFLOPs/img", "img/s min / **med** / max", "CPU-normalised img/s",
