@@ -64,7 +64,7 @@ class PretrainedEncoder:
 
 # --- the saved config ------------------------------------------------------------------------------------------
 class _NotLiteral(ValueError):
-    pass
+    """A node of the saved config that is not a plain literal (a call, a name, an expression)."""
 
 
 def _literal(node: ast.AST) -> Any:
