@@ -19,19 +19,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def pool(encoder: nn.Module, tokens: Tensor) -> Tensor:
+    """An encoder's output -> ``[B, D]``: the mean of a ``[B, C, H, W]`` feature map, or of the final tokens of
+    ``[B, P + L, D]`` without the ``P`` prefix (class) tokens."""
+    if tokens.dim() == 4:
+        return tokens.float().mean(dim=(2, 3))
+    return tokens[:, int(getattr(encoder, "num_prefix_tokens", 0)):].float().mean(dim=1)
+
+
 @torch.no_grad()
 def extract_features(encoder: nn.Module, images: Tensor, batch_size: int = 250) -> Tensor:
-    """``[N, 3, H, W]`` normalised images -> ``[N, D]`` average-pooled final tokens (encoder in eval mode)."""
+    """``[N, 3, H, W]`` normalised images -> ``[N, D]`` pooled final tokens (:func:`pool`; encoder in eval mode)."""
     was_training = encoder.training
     encoder.eval()
-    prefix = int(getattr(encoder, "num_prefix_tokens", 0))
-    out = []
-    for start in range(0, len(images), batch_size):
-        tokens = encoder(images[start : start + batch_size])
-        if tokens.dim() == 4:  # [B, C, H, W] feature map
-            out.append(tokens.float().mean(dim=(2, 3)))
-        else:  # [B, P + L, D]
-            out.append(tokens[:, prefix:].float().mean(dim=1))
+    out = [pool(encoder, encoder(images[start : start + batch_size])) for start in range(0, len(images), batch_size)]
     encoder.train(was_training)
     return torch.cat(out)
 

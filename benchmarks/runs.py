@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .common import REPO, count_parameters, load_config, quiet_mmengine, total_loss
 from .measure import flops_per_image
-from .probe import extract_features, knn_accuracy, linear_probe
+from .probe import extract_features, knn_accuracy, linear_probe, pool
 
 IMAGENET_NORM = ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375])
 
@@ -228,14 +228,13 @@ def supervised_reference(config: Path, options: dict[str, Any], study: Study, da
     steps_per_epoch = len(train) // study.batch_size
     total, warmup = study.epochs * steps_per_epoch, study.warmup_epochs * steps_per_epoch
     generator = torch.Generator().manual_seed(seed)
-    prefix = int(getattr(encoder, "num_prefix_tokens", 0))
     for step in range(total):
         for group in optimizer.param_groups:
             group["lr"] = study.lr * (step / max(warmup, 1) if step < warmup else
                                       0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1))))
         idx = torch.randint(len(train), (study.batch_size,), generator=generator)
         images = _shift_and_flip(train[idx], generator)
-        logits = head(encoder(images)[:, prefix:].mean(1))
+        logits = head(pool(encoder, encoder(images)))
         loss = F.cross_entropy(logits, data.train_labels[idx])
         optimizer.zero_grad()
         loss.backward()
