@@ -6,7 +6,7 @@ from mmengine.dataset import DefaultSampler, default_collate
 from mmpretrain.datasets import ImageNet, PackInputs, RandomResizedCrop
 from mmpretrain.models import SelfSupDataPreprocessor
 
-from mim_zoo.validation import CheckedLoadImage
+from mim_zoo.engine.transforms import CheckedLoadImage
 
 data_root = "data/imagenet/"
 img_size = 224
