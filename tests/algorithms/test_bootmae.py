@@ -22,7 +22,7 @@ import mim_zoo  # noqa: F401  (registers the plugins)
 from mim_zoo.core.algorithms import MAE
 from mim_zoo.core.algorithms.bootmae import BootMAE, PatchDeEmbed, SelfAttention, center_weights
 from mim_zoo.core.checkpoints import convert_state_dict
-from mim_zoo.core.checkpoints.bootmae import convert_bootmae
+from mim_zoo.core.checkpoints.bootmae import bootmae_to_mim_zoo
 from mim_zoo.core.encoders import ViTEncoder
 from mim_zoo.core.tokens import patchify, unpatchify
 from mim_zoo.core.losses import weighted_mse
@@ -475,7 +475,7 @@ def test_converter_loads_the_official_layout_strictly_and_reproduces_the_officia
 def test_converter_maps_the_official_ema_onto_the_momentum_target_and_rejects_foreign_files():
     model = converter_model()
     official, official_ema = official_state_dict(seed=0), official_state_dict(seed=5)
-    model.load_state_dict(convert_bootmae(official, ema_state_dict=official_ema), strict=True)
+    model.load_state_dict(bootmae_to_mim_zoo(official, ema_state_dict=official_ema), strict=True)
     q_bias = official_ema["blocks.1.attn.q_bias"]
     expected = torch.cat([q_bias, torch.zeros_like(q_bias), official_ema["blocks.1.attn.v_bias"]])
     assert torch.equal(model.feature_target.ema.vit.blocks[1].attn.qkv.bias, expected)

@@ -367,16 +367,18 @@ def test_converter_official_layout_loads_strictly() -> None:
 
 
 def test_convert_tool_on_an_official_file(tmp_path) -> None:
-    """The released files hold the state dict under "model" (main_pretrain.py via util/misc.py:save_model)."""
-    official = official_state_dict(16, [1, 1, 1, 1], [1, 1, 2, 2], [8, 8, 4, 4], grid=32, patch=2, dec_dim=32,
-                                   dec_depth=1, out_dim=768)
+    """The released files hold the state dict under "model" (main_pretrain.py via util/misc.py:save_model); the tool
+    records the config the weights belong to and the epochs the file had completed."""
+    official = official_state_dict(32, [1, 1, 2], [1, 2, 4], [4, 4, 4], grid=16, patch=2, dec_dim=32, dec_depth=1,
+                                   out_dim=8 * 8 * 3)  # configs/mixmae/tiny_cpu.py
     torch.save({"model": official, "epoch": 599}, tmp_path / "official.pth")
     cmd = [sys.executable, "tools/convert_checkpoint.py", str(tmp_path / "official.pth"), str(tmp_path / "ours.pth"),
-           "--from", "mixmim"]
+           "--from", "mixmim", "--config", TINY_CONFIG]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    converted = torch.load(tmp_path / "ours.pth", map_location="cpu", weights_only=True)["state_dict"]
-    four_stage_model().load_state_dict(converted, strict=True)
+    converted = torch.load(tmp_path / "ours.pth", map_location="cpu", weights_only=True)
+    tiny_model().load_state_dict(converted["state_dict"], strict=True)
+    assert converted["meta"]["epoch"] == 600 and "MixMAE" in converted["meta"]["cfg"]
 
 
 def test_converter_rejects_foreign_files() -> None:
