@@ -8,7 +8,6 @@ its algorithm (built from the config saved in it, :func:`~.read.build_saved_algo
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,27 +45,28 @@ class FitReport:
         return not (self.missing or self.unexpected or self.shapes)
 
     def summary(self) -> str:
-        parts = ", ".join(f"{name} {_millions(n)}" for name, n in self.parameters.items()
-                          if name not in ("total", "trainable"))
-        lines = [f"{self.model}: {_millions(self.parameters['total'])} parameters ({parts}), "
-                 f"{_millions(self.parameters['trainable'])} trainable",
-                 f"loaded from the file: {len(self.loaded)} tensors, {_millions(self.loaded_values)} values"]
+        parts = ", ".join(f"{name} {n:,}" for name, n in self.parameters.items() if name not in ("total", "trainable"))
+        lines = [f"{self.model}: {self.parameters['total']:,} parameters ({parts}), "
+                 f"{self.parameters['trainable']:,} trainable",
+                 f"loaded from the file: {len(self.loaded)} tensors, {self.loaded_values:,} values"]
         if self.absent:
-            lines.append(f"not in files of this layout (initialised by a run): {_keys(self.absent)}")
-        lines.append(f"missing in the file: {_keys(self.missing) if self.missing else 'none'}")
+            lines.append(f"not in files of this layout (initialised by a run): {_grouped(self.absent)}")
+        lines.append(f"missing in the file: {_grouped(self.missing) if self.missing else 'none'}")
         if self.unexpected:
-            lines.append(f"not in the model: {_keys(self.unexpected)}")
+            lines.append(f"not in the model: {_grouped(self.unexpected)}")
         if self.shapes:
-            lines.append(f"shape mismatch (file vs model): {_keys(self.shapes)}")
+            lines.append(f"shape mismatch (file vs model): {', '.join(self.shapes[:6])}"
+                         + (f", ... ({len(self.shapes)} in all)" if len(self.shapes) > 6 else ""))
         return "\n".join(lines)
 
 
-def _millions(count: int) -> str:
-    return f"{count / 1e6:.2f} M"
-
-
-def _keys(keys: Sequence[str], limit: int = 6) -> str:
-    return ", ".join(keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+def _grouped(keys: Sequence[str], limit: int = 3) -> str:
+    """Keys, those of a top-level part with more than ``limit`` of them as ``part.* (n tensors)``."""
+    parts: dict[str, list[str]] = {}
+    for key in keys:
+        parts.setdefault(key.split(".", 1)[0], []).append(key)
+    return ", ".join(f"{part}.* ({len(group)} tensors)" if len(group) > limit else ", ".join(group)
+                     for part, group in parts.items())
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
@@ -94,12 +94,12 @@ def fit_report(model: nn.Module, state_dict: Mapping[str, Tensor], absent: Seque
                      unexpected=[k for k in state_dict if k not in own], shapes=shapes)
 
 
-def teacher_of(state_dict: Mapping[str, Tensor], arch: str, path: str) -> TeacherTarget:
-    """The :class:`TeacherTarget` that loads the converted teacher file ``path`` (at the file's own resolution)."""
-    patch = state_dict["patch_embed.proj.weight"].shape[-1]
-    img_size = math.isqrt(state_dict["pos_embed"].shape[1] - 1) * patch
-    return TeacherTarget(arch, checkpoint=path, project="head.weight" in state_dict,
-                         model_kwargs=dict(img_size=int(img_size)))
+def teacher_of(state_dict: Mapping[str, Tensor], info: Mapping, path: str) -> TeacherTarget:
+    """The :class:`TeacherTarget` of the recorded architecture that loads the converted teacher file ``path``."""
+    kwargs = dict(info["model_kwargs"])
+    if "head.weight" in state_dict:  # CLIP's image-text projection
+        kwargs["num_classes"] = state_dict["head.weight"].shape[0]
+    return TeacherTarget(info["arch"], checkpoint=path, project="num_classes" in kwargs, model_kwargs=kwargs)
 
 
 def check_checkpoint(path: str | os.PathLike) -> FitReport:
@@ -112,7 +112,7 @@ def check_checkpoint(path: str | os.PathLike) -> FitReport:
     ckpt = read_checkpoint(source)
     info = ckpt.get("meta", {}).get("mim_zoo", {})
     if info.get("kind") == "teacher":
-        return fit_report(teacher_of(ckpt["state_dict"], info["arch"], source).teacher, ckpt["state_dict"])
+        return fit_report(teacher_of(ckpt["state_dict"], info, source).teacher, ckpt["state_dict"])
     try:
         model = build_saved_algorithm(saved_model_config(ckpt, source))
     except (KeyError, TypeError, ValueError) as err:

@@ -24,7 +24,7 @@ from .check import FitReport, fit_report
 from .keys import StateDict
 from .read import CheckpointError, build_saved_algorithm, saved_model_config
 from .sources import SourceLayout, source_layout
-from .teachers import teacher_model
+from .teachers import model_kwargs_of, teacher_model
 
 
 @dataclass
@@ -75,9 +75,9 @@ def convert_checkpoint(checkpoint: Any, layout: str, source: str, configs: Seque
     state = entry.convert(checkpoint)
     info = dict(converted_from=osp.basename(source), layout=entry.name, kind=entry.kind)
     if entry.kind == "teacher":
-        info["arch"] = entry.arch(state)
+        info.update(arch=entry.arch, model_kwargs=model_kwargs_of(state))
         saved = dict(state_dict=state, meta=dict(mim_zoo=info))
-        return ConversionResult(saved, fit_report(teacher_model(info["arch"], state), state), entry)
+        return ConversionResult(saved, fit_report(teacher_model(entry.arch, info["model_kwargs"], state), state), entry)
     if entry.name == "mim_zoo" and not configs:
         model_cfg = saved_model_config(checkpoint, source)
         report = fit_report(build_saved_algorithm(model_cfg), state)

@@ -56,7 +56,7 @@ class SourceLayout:
         absent: prefixes of the algorithm's state that files of this layout do not hold (``decoder.`` of an
             encoder-only release): a run continued from it initialises them.
         epoch: the epochs the file had completed, for the converted file's ``meta['epoch']``.
-        arch: for teachers, the timm architecture of a converted state dict.
+        arch: for teachers, the timm architecture (family) of the converted state dict.
     """
 
     name: str
@@ -68,7 +68,7 @@ class SourceLayout:
     cfg_options: Mapping[str, Any] = field(default_factory=dict)
     absent: tuple[str, ...] = ()
     epoch: Callable[[Any], int | None] = official_epoch
-    arch: Callable[[StateDict], str] | None = None
+    arch: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
