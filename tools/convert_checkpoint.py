@@ -72,10 +72,7 @@ def convert(src: str, dst: str, layout_name: str, config: str | None) -> Convers
         raise FileNotFoundError(f"config {config!r} does not exist (configs live under configs/<algorithm>/)")
     layout = source_layout(layout_name)
     configs = [config] if config else [osp.join(CONFIG_ROOT, c) for c in layout.configs]
-    try:
-        result = convert_checkpoint(read_source(src), layout.name, src, configs)
-    except ConversionError as err:
-        raise ConversionError(f"{src!r} is not a {layout.name} checkpoint: {err}") from err
+    result = convert_checkpoint(read_source(src), layout.name, src, configs)
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     torch.save(result.checkpoint, dst)
     return result

@@ -124,8 +124,8 @@ def _convert_file(checkpoint: Any) -> StateDict:
 register_source(SourceLayout(
     name="bootmae",
     summary="official BootMAE, encoder, both decoders and the EMA encoder when saved (continue or evaluate)",
-    files="BootMAE_{Base,Large}_800_PT.pth, run_pretraining.py's checkpoint-N.pth (LightDXY/BootMAE; 'model' and, "
-          "with --model_ema, 'model_ema')",
+    files="BootMAE_Base_800_PT.pth, BootMAE_Large_800_PT.pth, run_pretraining.py's checkpoint-N.pth "
+          "(LightDXY/BootMAE; 'model' and, with --model_ema, 'model_ema')",
     convert=_convert_file,
     configs=("bootmae/vitb_800e.py", "bootmae/vitl_800e.py"),
 ))

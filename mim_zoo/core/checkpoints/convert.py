@@ -21,7 +21,7 @@ from torch import nn
 
 from ..registry import MODELS
 from .check import FitReport, fit_report
-from .keys import StateDict
+from .keys import ConversionError, StateDict
 from .read import CheckpointError, build_saved_algorithm, saved_model_config
 from .sources import SourceLayout, source_layout
 from .teachers import model_kwargs_of, teacher_model
@@ -72,7 +72,10 @@ def convert_checkpoint(checkpoint: Any, layout: str, source: str, configs: Seque
         configs: candidate configs, tried in order; a ``mim_zoo`` file without one keeps its own.
     """
     entry = source_layout(layout)
-    state = entry.convert(checkpoint)
+    try:
+        state = entry.convert(checkpoint)
+    except (KeyError, ValueError) as err:  # ConversionError and the converters' table checks
+        raise ConversionError(f"{source!r} is not a {entry.name} checkpoint: {err}") from err
     info = dict(converted_from=osp.basename(source), layout=entry.name, kind=entry.kind)
     if entry.kind == "teacher":
         info.update(arch=entry.arch, model_kwargs=model_kwargs_of(state))

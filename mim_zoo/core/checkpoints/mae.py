@@ -74,15 +74,15 @@ def _convert_encoder(checkpoint: Any) -> StateDict:
 register_source(SourceLayout(
     name="mae",
     summary="official MAE, encoder and decoder (continue training or evaluate)",
-    files="mae_pretrain_vit_{base,large}_full.pth, mae_visualize_vit_{base,large}.pth, main_pretrain.py's "
-          "checkpoint-N.pth (facebookresearch/mae; state dict under 'model')",
+    files="mae_pretrain_vit_base_full.pth, mae_pretrain_vit_large_full.pth, mae_visualize_vit_base.pth, "
+          "main_pretrain.py's checkpoint-N.pth (facebookresearch/mae; state dict under 'model')",
     convert=_convert_full,
     configs=_CONFIGS,
 ))
 register_source(SourceLayout(
     name="mae_encoder",
     summary="official MAE, encoder only (evaluate, export; a continued run starts a fresh decoder)",
-    files="mae_pretrain_vit_{base,large}.pth (facebookresearch/mae README; state dict under 'model')",
+    files="mae_pretrain_vit_base.pth, mae_pretrain_vit_large.pth (facebookresearch/mae README; under 'model')",
     convert=_convert_encoder,
     configs=_CONFIGS,
     absent=("decoder.",),
