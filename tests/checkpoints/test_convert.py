@@ -47,8 +47,8 @@ def convert(*argv: str) -> None:
 def test_list_shows_every_source_layout_with_the_file_it_expects(capsys):
     convert("--list")
     out = capsys.readouterr().out
-    assert {"mae", "mae_encoder", "bootmae", "mixmim", "mixmim_mmpretrain", "mim_zoo", "openai_clip", "dino"} <= set(
-        SOURCES)
+    assert {"mae", "mae_encoder", "mae_visualize", "bootmae", "mixmim", "mixmim_mmpretrain", "mim_zoo", "openai_clip",
+            "dino"} <= set(SOURCES)
     for layout in SOURCES.values():
         assert f"  {layout.name} " in out and f"files: {layout.files}" in out
     assert "mae_pretrain_vit_base.pth" in SOURCES["mae_encoder"].files and "model_ema" in SOURCES["bootmae"].files
@@ -90,6 +90,16 @@ def test_converted_official_checkpoint_exports_and_benchmarks(tmp_path, capsys):
                                  "--work-dir", str(tmp_path / "bench")])
     commands = [line for line in capsys.readouterr().out.splitlines() if "torch.distributed.run" in line]
     assert len(commands) == 2 and all(dst in c for c in commands)
+
+
+def test_a_layouts_config_options_are_recorded_and_printed(tmp_path, capsys):
+    """The demo models predict raw pixels: their converted file records (and the tool prints) that option."""
+    src = official_file(tmp_path / "mae_visualize_vit_tiny.pth", tiny_mae())
+    dst = str(tmp_path / "visualize.pth")
+    convert(src, dst, "--from", "mae_visualize", "--config", MAE_TINY)
+    assert f"load_from={dst} model.target.norm=none" in capsys.readouterr().out
+    model = build_saved_algorithm(saved_model_config(torch.load(dst, map_location="cpu", weights_only=True)))
+    assert model.target.norm == "none"
 
 
 def test_check_reports_parameter_counts_and_missing_keys(tmp_path, capsys):

@@ -4,7 +4,10 @@ Two layouts, as released (facebookresearch/mae#8, #3) or written by ``main_pretr
 ``model``, ``optimizer``, ``epoch``, ``scaler``, ``args``):
 
 * ``mae``: encoder *and* decoder (``mae_pretrain_vit_{base,large,huge}_full.pth``, norm-pix targets;
-  ``mae_visualize_vit_*.pth``; ``checkpoint-N.pth``): continues training or evaluates.
+  ``checkpoint-N.pth``): continues training or evaluates.
+* ``mae_visualize``: the same keys, from the demo's models "trained with pixels as targets for visualization"
+  (``demo/mae_visualize.ipynb``; ``mae_visualize_vit_{base,large}.pth``): the recorded config predicts raw pixels
+  (``model.target.norm="none"``).
 * ``mae_encoder``: the encoder alone (``mae_pretrain_vit_{base,large,huge}.pth``, the files of the paper's
   fine-tuning): evaluates and exports; a run continued from it starts a fresh decoder.
 
@@ -74,10 +77,18 @@ def _convert_encoder(checkpoint: Any) -> StateDict:
 register_source(SourceLayout(
     name="mae",
     summary="official MAE, encoder and decoder (continue training or evaluate)",
-    files="mae_pretrain_vit_base_full.pth, mae_pretrain_vit_large_full.pth, mae_visualize_vit_base.pth, "
-          "main_pretrain.py's checkpoint-N.pth (facebookresearch/mae; state dict under 'model')",
+    files="mae_pretrain_vit_base_full.pth, mae_pretrain_vit_large_full.pth, main_pretrain.py's checkpoint-N.pth "
+          "(facebookresearch/mae; state dict under 'model')",
     convert=_convert_full,
     configs=_CONFIGS,
+))
+register_source(SourceLayout(
+    name="mae_visualize",
+    summary="official MAE demo models, trained on raw pixels (the recorded config predicts raw pixels)",
+    files="mae_visualize_vit_base.pth, mae_visualize_vit_large.pth (facebookresearch/mae demo/mae_visualize.ipynb)",
+    convert=_convert_full,
+    configs=_CONFIGS,
+    cfg_options={"model.target.norm": "none"},
 ))
 register_source(SourceLayout(
     name="mae_encoder",
