@@ -5,6 +5,7 @@ benchmark like those of tools/train.py; --check reports parameter counts and mis
 from __future__ import annotations
 
 import argparse
+import json
 import random
 
 import pytest
@@ -16,6 +17,7 @@ from mim_zoo.core.checkpoints.bootmae import bootmae_to_mim_zoo
 from mim_zoo.core.checkpoints.check import check_checkpoint, parameter_counts
 from mim_zoo.core.checkpoints.read import build_saved_algorithm, load_pretrained_encoder, saved_model_config
 from mim_zoo.core.targets import TeacherTarget
+from mim_zoo.engine.benchmark import results_row
 
 from ..downstream.conftest import load_tool
 from ..helpers.official import bootmae_state_dict, mae_state_dict
@@ -90,6 +92,19 @@ def test_converted_official_checkpoint_exports_and_benchmarks(tmp_path, capsys):
                                  "--work-dir", str(tmp_path / "bench")])
     commands = [line for line in capsys.readouterr().out.splitlines() if "torch.distributed.run" in line]
     assert len(commands) == 2 and all(dst in c for c in commands)
+
+
+@pytest.mark.slow
+def test_a_converted_official_checkpoint_trains_a_downstream_task(tmp_path):
+    """The tiny linear probe (mmpretrain, toy data) from a converted file: its backbone loads it through
+    ``mim_checkpoint`` with the key checks, and the row names the method and the official epochs."""
+    src = official_file(tmp_path / "mae_official.pth", tiny_mae())
+    dst = str(tmp_path / "mae.pth")
+    convert(src, dst, "--from", "mae", "--config", MAE_TINY)
+    load_tool("benchmark").main([dst, "--tiny", "--tasks", "linear", "--work-dir", str(tmp_path / "bench")])
+    results = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert (results["method"], results["epochs"]) == ("MAE", 10)
+    assert 0.0 <= results_row(results)["linear_top1"] <= 100.0
 
 
 def test_a_layouts_config_options_are_recorded_and_printed(tmp_path, capsys):
