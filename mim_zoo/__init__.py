@@ -13,6 +13,7 @@ from . import compat  # noqa: E402
 compat.apply()
 
 from . import algorithms, encoders, hooks, masking, reliability, targets, validation, visualization  # noqa: E402,F401
+from .engine import pipeline  # noqa: E402,F401  (registers the input pipeline)
 from .registry import HOOKS, MASK_GENERATORS, MODELS, TARGET_GENERATORS  # noqa: E402
 from .version import __version__  # noqa: E402
 

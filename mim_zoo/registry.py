@@ -84,6 +84,8 @@ _RUNNER_REGISTRIES = {
                  "OPTIM_WRAPPER_CONSTRUCTORS", "PARAM_SCHEDULERS", "METRICS", "EVALUATOR", "LOOPS", "LOG_PROCESSORS",
                  "VISUALIZERS", "VISBACKENDS", "MODEL_WRAPPERS", "WEIGHT_INITIALIZERS", "FUNCTIONS")
 }
+# mim_zoo's data transforms register here (the mim_zoo child of mmengine's TRANSFORMS; configs name them by class).
+TRANSFORMS = _RUNNER_REGISTRIES["TRANSFORMS"]
 
 
 def build(registry: Registry, cfg_or_obj: Any, **default_args: Any) -> Any:

@@ -14,6 +14,7 @@ from mmengine.config import Config
 from mmengine.utils import import_modules_from_strings
 
 from .datasets import make_shapes_dataset
+from .engine.pipeline import apply_pipeline_impl
 from .reliability import find_resume_checkpoint
 from .teachers import generate_teachers
 from .validation import check_config_types, check_dataset_root, check_strategy, drop_disabled_hooks
@@ -32,6 +33,7 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
     check_config_types(cfg)  # after custom_imports: they may register the types
     check_strategy(cfg)
     drop_disabled_hooks(cfg)
+    apply_pipeline_impl(cfg)  # pipeline_impl: the input pipeline, its collate function and data preprocessor
     if cfg.get("generate_shapes"):
         make_shapes_dataset(**cfg.generate_shapes)
     if cfg.get("generate_teachers"):  # tiny random teachers in the real on-disk layouts, for smoke runs only

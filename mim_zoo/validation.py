@@ -3,7 +3,8 @@
 * :func:`check_config_types`: unknown ``model`` / hook types list the registered names (mmengine's own message does
   not), called by :func:`mim_zoo.runtime.prepare_config`.
 * :func:`check_image_folder`: a missing or mis-laid data root explains the expected layout and what was found.
-* :class:`CheckedLoadImage`: an unreadable or corrupt image names the file; optionally skips and counts such files.
+* :class:`CheckedLoadImage` / :class:`UnreadableImages`: an unreadable or corrupt image names the file; optionally
+  skips and counts such files.
 * :class:`PreflightHook`: before the first iteration, checks the per-process batch against the algorithm's
   preconditions (``model.check_batch_size(n)``, e.g. MixMAE's even batch) and the image size against the encoder.
 * :class:`CheckpointCompatHook` / :func:`describe_state_dict_mismatch`: a checkpoint of another algorithm or size
@@ -169,26 +170,26 @@ class CorruptImageError(RunAborted):
     """A training image cannot be read or decoded."""
 
 
-class CheckedLoadImage(LoadImageFromFile):
-    """mmcv's ``LoadImageFromFile`` that names the file it cannot read, and can skip such files and count them.
+class UnreadableImages:
+    """What a loading step does with a file it cannot read or decode: stop the run naming the file, or skip it.
 
-    With ``on_corrupt="skip"`` the transform returns ``None``, so mmengine's dataset draws another sample (its
-    ``max_refetch`` retry), and logs each skipped file with the running count of this process and its data workers
-    (a counter in shared memory under the ``fork`` start method that ``default_runtime`` sets). More than
-    ``max_skipped`` unreadable files abort the run: the data is then broken, not noisy. Note: OpenCV (mmcv's default
-    decoder) decodes a truncated JPEG partially without an error; ``imdecode_backend="pillow"`` rejects it.
+    Shared by every step that reads training images (:class:`CheckedLoadImage`,
+    :class:`mim_zoo.engine.pipeline.DecodeRandomResizedCrop`), so they fail and skip alike. With ``"skip"``,
+    :meth:`handle` returns ``None``, so mmengine's dataset draws another sample (its ``max_refetch`` retry), and logs
+    each skipped file with the running count of this process and its data workers (a counter in shared memory under
+    the ``fork`` start method that ``default_runtime`` sets). More than ``max_skipped`` unreadable files abort the
+    run: the data is then broken, not noisy.
 
     Args:
+        step: the pipeline step's name, for the message (``"CheckedLoadImage"``).
         on_corrupt: ``"raise"`` (default) or ``"skip"``.
         max_skipped: most files skipped before the run aborts; ``None`` = no limit.
-        **kwargs: ``LoadImageFromFile`` arguments.
     """
 
-    def __init__(self, on_corrupt: str = "raise", max_skipped: int | None = 100, **kwargs: Any) -> None:
+    def __init__(self, step: str, on_corrupt: str = "raise", max_skipped: int | None = 100) -> None:
         if on_corrupt not in ("raise", "skip"):
-            raise ValueError(f"CheckedLoadImage on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
-        super().__init__(**kwargs)
-        self.on_corrupt, self.max_skipped = on_corrupt, max_skipped
+            raise ValueError(f"{step} on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
+        self.step, self.on_corrupt, self.max_skipped = step, on_corrupt, max_skipped
         self._skipped: Any = multiprocessing.Value("q", 0)
 
     @property
@@ -201,29 +202,52 @@ class CheckedLoadImage(LoadImageFromFile):
         state["_skipped"] = _LocalCounter(self.num_skipped)
         return state
 
+    def handle(self, path: str | None, err: Exception) -> None:
+        """Raise :class:`CorruptImageError` naming ``path``, or (``"skip"``) count it, log it and return ``None``."""
+        reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        if self.on_corrupt == "raise":
+            raise CorruptImageError(
+                f"cannot read training image {path!r} ({reason}). Replace or delete the file, or skip unreadable "
+                f"images with on_corrupt='skip' in the {self.step} step of train_pipeline") from err
+        with self._skipped.get_lock():
+            self._skipped.value += 1
+            count = self._skipped.value
+        if self.max_skipped is not None and count > self.max_skipped:
+            raise CorruptImageError(f"more than {self.max_skipped} unreadable training images (the last: {path!r}, "
+                                    f"{reason}): the dataset looks broken") from err
+        print_log(f"skipped unreadable image {path!r} ({reason}); {count} skipped so far", logger="current", level=30)
+        return None
+
+
+class CheckedLoadImage(LoadImageFromFile):
+    """mmcv's ``LoadImageFromFile`` that names the file it cannot read, and can skip such files and count them
+    (:class:`UnreadableImages`). Note: OpenCV (mmcv's default decoder) decodes a truncated JPEG partially without an
+    error; ``imdecode_backend="pillow"`` rejects it.
+
+    Args:
+        on_corrupt: ``"raise"`` (default) or ``"skip"``.
+        max_skipped: most files skipped before the run aborts; ``None`` = no limit.
+        **kwargs: ``LoadImageFromFile`` arguments.
+    """
+
+    def __init__(self, on_corrupt: str = "raise", max_skipped: int | None = 100, **kwargs: Any) -> None:
+        self.unreadable = UnreadableImages(type(self).__name__, on_corrupt, max_skipped)
+        super().__init__(**kwargs)
+
+    @property
+    def num_skipped(self) -> int:
+        """Files skipped so far by this process and the data workers it forked."""
+        return self.unreadable.num_skipped
+
     def transform(self, results: dict) -> dict | None:
         try:
             return super().transform(results)
         except Exception as err:  # noqa: BLE001 - any read/decode failure of this file
-            path = results.get("img_path")
-            reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-            if self.on_corrupt == "raise":
-                raise CorruptImageError(
-                    f"cannot read training image {path!r} ({reason}). Replace or delete the file, or skip unreadable "
-                    "images with on_corrupt='skip' in the CheckedLoadImage step of train_pipeline") from err
-            with self._skipped.get_lock():
-                self._skipped.value += 1
-                count = self._skipped.value
-            if self.max_skipped is not None and count > self.max_skipped:
-                raise CorruptImageError(f"more than {self.max_skipped} unreadable training images (the last: {path!r},"
-                                        f" {reason}): the dataset looks broken") from err
-            print_log(f"skipped unreadable image {path!r} ({reason}); {count} skipped so far", logger="current",
-                      level=30)
-            return None
+            return self.unreadable.handle(results.get("img_path"), err)
 
 
 class _LocalCounter:
-    """The part of ``multiprocessing.Value`` that :class:`CheckedLoadImage` uses, for spawned workers."""
+    """The part of ``multiprocessing.Value`` that :class:`UnreadableImages` uses, for spawned workers."""
 
     def __init__(self, value: int = 0) -> None:
         self.value = value
@@ -254,8 +278,8 @@ class PreflightHook(Hook):
 
     * ``model.check_batch_size(n)`` (an optional method of the algorithm, e.g. MixMAE: ``n`` must be even) for every
       per-process batch size the loader yields, including a last partial batch when ``drop_last=False``;
-    * one training sample (drawn without touching the training random streams) against the encoder's
-      ``check_input`` (image size the encoder was built for).
+    * one training sample (drawn without touching the training random streams, collated and preprocessed as in
+      training) against the encoder's ``check_input`` (image size the encoder was built for).
     """
 
     priority = "VERY_HIGH"
@@ -275,9 +299,9 @@ class PreflightHook(Hook):
                                      f"drop_last={loader.drop_last}): {err}") from err
         encoder = getattr(model, "encoder", None)
         if encoder is not None and hasattr(encoder, "check_input") and len(loader.dataset):
-            with rng_isolated():
-                sample = loader.dataset[0]["inputs"]
-            sample = sample[0] if isinstance(sample, (list, tuple)) else sample
+            with rng_isolated(), torch.no_grad():  # one sample as the model receives it (pipelines may decode late)
+                batch = model.data_preprocessor(loader.collate_fn([loader.dataset[0]]), False)["inputs"]
+            sample = (batch[0] if isinstance(batch, (list, tuple)) else batch)[0]
             try:
                 encoder.check_input(torch.zeros(1, *sample.shape))
             except ValueError as err:

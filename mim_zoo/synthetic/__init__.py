@@ -1,0 +1,1 @@
+"""The synthetic tier: generated data for tests, benchmarks, the tiny configs and the quickstart."""
