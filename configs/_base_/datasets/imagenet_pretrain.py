@@ -7,10 +7,10 @@ from mmpretrain.datasets import ImageNet, PackInputs, RandomResizedCrop
 from mmpretrain.models import SelfSupDataPreprocessor
 
 from mim_zoo.engine.pipeline import (
-                                     DEVICE_DECODE_META_KEYS,
                                      DecodeRandomResizedCrop,
                                      DeferredRandomFlip,
                                      NvJpegDataPreprocessor,
+                                     PackEncodedInputs,
 )
 from mim_zoo.validation import CheckedLoadImage
 
@@ -44,7 +44,7 @@ pipelines = dict(
                     collate_fn=dict(type=default_collate), data_preprocessor=SelfSupDataPreprocessor),
     nvjpeg=dict(pipeline=[dict(type=DecodeRandomResizedCrop, **crop, decode="device", on_corrupt="raise"),
                           dict(type=DeferredRandomFlip, prob=0.5),
-                          dict(type=PackInputs, meta_keys=DEVICE_DECODE_META_KEYS)],
+                          dict(type=PackEncodedInputs)],
                 collate_fn=dict(type=pseudo_collate), data_preprocessor=NvJpegDataPreprocessor),
 )
 train_pipeline = pipelines[pipeline_impl]["pipeline"]

@@ -13,11 +13,12 @@ same output distribution at about twice the images/s per core (``benchmarks/pipe
    draws exactly the boxes mmpretrain's pipeline draws;
 3. decode with OpenCV, the decoder mmcv's ``LoadImageFromFile`` uses (so colour conversion of greyscale, CMYK,
    palette or 16-bit files is the reference's own): a JPEG at the smallest libjpeg DCT scale 1/s, s in (8, 4, 2,
-   1), that leaves the crop at least ``dct_headroom`` times the output in both sides (``IMREAD_REDUCED_COLOR_s``,
-   libjpeg's ``scale_denom``); other formats in full;
+   1), that leaves the crop at least ``dct_headroom`` (default 2) times the output in both sides
+   (``IMREAD_REDUCED_COLOR_s``, libjpeg's ``scale_denom``); other formats in full;
 4. orient (EXIF; OpenCV's ``IMREAD_COLOR`` applies it, here it is applied to the reduced image so that the header
    and the pixels agree by construction), crop (a view) and resize with torch's antialiased uint8 kernels
-   (:func:`~mim_zoo.engine.pipeline.geometry.resized_crop`).
+   (:func:`~mim_zoo.engine.pipeline.geometry.resized_crop`); at 1/s, with the box's exact fractional edges
+   (:func:`~mim_zoo.engine.pipeline.geometry.scaled_resized_crop`).
 
 The result is what ``RandomResizedCrop`` leaves: ``results["img"]`` an ``[h, w, 3]`` uint8 BGR array (mmcv's
 convention, so mmcv's ``RandomFlip``, mmpretrain's ``PackInputs`` and ``SelfSupDataPreprocessor(to_rgb=True)``
@@ -47,12 +48,10 @@ from torch import Tensor
 
 from ...registry import TRANSFORMS
 from ...validation import UnreadableImages
-from .geometry import CropBox, check_interpolation, dct_scale, orient, oriented_size, reduce_box, resized_crop
+from .geometry import CropBox, check_interpolation, dct_scale, orient, oriented_size, scaled_resized_crop
 
 JPEG_FORMATS = ("JPEG", "MPO")  # MPO: camera JPEGs with extra pictures appended; the first one is a plain JPEG
 DEVICE_MODES = ("RGB", "L")  # JPEG colour modes nvjpeg decodes to RGB (CMYK/YCCK JPEGs are decoded on the CPU)
-# What the data preprocessor needs to finish the crop on the device (PackInputs(meta_keys=...) in the config).
-DEVICE_DECODE_META_KEYS = (*PackInputs.DEFAULT_META_KEYS, "crop_box", "orientation", "interpolation")
 # OpenCV's flags: colour (BGR), at 1/s through libjpeg's scaled IDCT for s > 1, EXIF orientation left to us.
 _CV2_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
               8: cv2.IMREAD_REDUCED_COLOR_8}
@@ -84,8 +83,10 @@ class DecodeRandomResizedCrop(RandomResizedCrop):
         scale, crop_ratio_range, aspect_ratio_range, max_attempts: as mmpretrain's ``RandomResizedCrop``.
         interpolation: ``"bicubic"``, ``"bilinear"`` or ``"nearest"`` (the torch kernels that match Pillow's).
         dct_headroom: decode a JPEG at 1/s only if the crop stays ``>= dct_headroom x`` the output at 1/s;
-            ``None``: always at full resolution. 1 (the least decoding) is the default; see
-            ``benchmarks/README.md`` for what each setting costs and how far its pixels are from a full decode.
+            ``None``: always at full resolution. 1 is the least decoding (the crop just >= the output; libjpeg's
+            scaled IDCT then leaves the top octave sharper than a bicubic reduction: 32-37 dB PSNR against a full
+            decode); 2 (default) leaves the final antialiased resize a >= 2x reduction, which shapes that octave
+            as the full-resolution path does (43-48 dB). See benchmarks/README.md for the cost of each.
         decode: ``"cpu"`` (here) or ``"device"`` (bytes for ``NvJpegDataPreprocessor``).
         on_corrupt, max_skipped: unreadable files, as ``CheckedLoadImage``.
         backend_args: mmengine file backend arguments, as ``LoadImageFromFile``.
@@ -93,7 +94,7 @@ class DecodeRandomResizedCrop(RandomResizedCrop):
 
     def __init__(self, scale: Sequence[int] | int, crop_ratio_range: tuple[float, float] = (0.08, 1.0),
                  aspect_ratio_range: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0), max_attempts: int = 10,
-                 interpolation: str = "bilinear", dct_headroom: float | None = 1.0, decode: str = "cpu",
+                 interpolation: str = "bilinear", dct_headroom: float | None = 2.0, decode: str = "cpu",
                  on_corrupt: str = "raise", max_skipped: int | None = 100, backend_args: dict | None = None) -> None:
         check_interpolation(interpolation)
         if decode not in ("cpu", "device"):
@@ -133,8 +134,7 @@ class DecodeRandomResizedCrop(RandomResizedCrop):
             stored = decode_bgr(data, scale)
         except Exception as err:  # noqa: BLE001 - corrupt image data
             return self.unreadable.handle(path, err)
-        pixels = orient(stored, orientation)
-        pixels = resized_crop(pixels, reduce_box(box, scale, tuple(pixels.shape[-2:])), self.scale, self.interpolation)
+        pixels = scaled_resized_crop(orient(stored, orientation), box, scale, self.scale, self.interpolation)
         results["dct_scale"] = scale
         # [3, h, w] BGR; the CPU pipeline's [h, w, 3] array is a view (PackInputs makes the one contiguous copy)
         results["img"] = pixels.flip(0) if self.decode == "device" else pixels.permute(1, 2, 0).numpy()
@@ -151,3 +151,17 @@ class DeferredRandomFlip(RandomFlip):
         direction = self._choose_direction()
         results["flip"], results["flip_direction"] = direction is not None, direction
         return results
+
+
+@TRANSFORMS.register_module()
+class PackEncodedInputs(PackInputs):
+    """mmpretrain's ``PackInputs`` that also puts what the device needs to finish the crop into the data sample's
+    metainfo: ``crop_box``, ``orientation`` and ``interpolation`` (with ``flip_direction`` and ``img_shape``, which
+    ``PackInputs`` packs already). A class rather than ``meta_keys=`` in the config: a config dumped beside a run
+    writes imported constants as dotted strings."""
+
+    DEFAULT_META_KEYS = (*PackInputs.DEFAULT_META_KEYS, "crop_box", "orientation", "interpolation")
+
+    def __init__(self, input_key: str = "img", algorithm_keys: Sequence[str] = (),
+                 meta_keys: Sequence[str] = DEFAULT_META_KEYS) -> None:
+        super().__init__(input_key=input_key, algorithm_keys=algorithm_keys, meta_keys=meta_keys)

@@ -31,21 +31,23 @@ def apply_pipeline_impl(cfg: Config) -> None:
 
 
 def select_pipeline(cfg: Config, impl: str) -> None:
-    """Install ``cfg.pipelines[impl]``: the dataset's pipeline, the loader's collate function, the type of the
-    model's data preprocessor (its arguments stay); and resolve ``num_workers = "auto"``.
+    """Install ``cfg.pipelines[impl]``: the dataset's pipeline (and ``train_pipeline``, which names it), the loader's
+    collate function, the type of the model's data preprocessor (its arguments stay); resolve the worker options.
 
     Raises:
-        ValueError: ``impl`` is not listed, or ``train_dataloader.dataset.pipeline`` was edited directly (that edit
-            would be lost; edit ``pipelines.<impl>.pipeline`` instead).
+        ValueError: ``impl`` is not listed, or ``train_dataloader.dataset.pipeline`` was edited directly (it no longer
+            equals ``train_pipeline``, which the config file set it to): that edit would be lost, so it is refused
+            with the key to edit instead, ``pipelines.<impl>.pipeline``.
     """
     choices = cfg.get("pipelines") or {}
     if impl not in choices:
         raise ValueError(f"pipeline_impl={impl!r} is not one of the config's pipelines: {', '.join(choices)}")
     loader = cfg.train_dataloader
-    if all(loader.dataset.pipeline != choice.pipeline for choice in choices.values()):
+    if "train_pipeline" in cfg and loader.dataset.pipeline != cfg.train_pipeline:
         raise ValueError(f"train_dataloader.dataset.pipeline was changed (by --cfg-options?), but this config picks "
                          f"its pipeline with pipeline_impl={impl!r}: change pipelines.{impl}.pipeline instead")
     choice = choices[impl]
+    cfg.train_pipeline = copy.deepcopy(choice.pipeline)
     loader.dataset.pipeline = copy.deepcopy(choice.pipeline)
     loader.collate_fn = copy.deepcopy(choice.collate_fn)
     if cfg.get("model", {}).get("data_preprocessor") is not None:
