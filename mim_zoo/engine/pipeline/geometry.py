@@ -1,6 +1,6 @@
 """The geometry of a random resized crop, shared by the CPU pipeline and the on-device (nvjpeg) decoder.
 
-Everything works on ``[C, H, W]`` uint8 tensors, on any device:
+Everything works on ``[C, H, W]`` uint8 tensors, on any device (:func:`scaled_resized_crop`: on the CPU):
 
 * :func:`orient` turns the stored pixels into the image as displayed (EXIF orientation, as
   ``PIL.ImageOps.exif_transpose`` and OpenCV's ``IMREAD_COLOR`` do), with views and flips;
