@@ -40,10 +40,10 @@ def quiet_mmengine() -> None:
 
 def registered_algorithms() -> list[str]:
     """Every registered algorithm: the ``BaseMIM`` subclasses in ``mim_zoo.registry.MODELS``, sorted."""
-    import mim_zoo  # noqa: F401  (registers the plugins)
-    from mim_zoo.algorithms.base import BaseMIM
+    from mim_zoo.core.algorithms.base import BaseMIM
     from mim_zoo.registry import MODELS
 
+    MODELS.import_from_location()
     return sorted(name for name, cls in MODELS.module_dict.items()
                   if isinstance(cls, type) and issubclass(cls, BaseMIM) and cls is not BaseMIM)
 

@@ -45,15 +45,16 @@ def default_methods() -> dict[str, tuple[Path, dict[str, Any]]]:
 
 def dataset_root(study: Study) -> Path:
     """The embedded dataset every method trains on (generated here if missing); all methods must share it."""
-    from mim_zoo.datasets import make_shapes_dataset
+    from mim_zoo.synthetic.shapes import make_shapes_dataset
 
     specs = {}
     for name, (config, options) in study.methods.items():
         cfg = load_config(config, options)
-        if not cfg.get("generate_shapes"):
-            raise ValueError(f"method {name!r} ({config}) does not train on the embedded shapes dataset "
-                             "(no generate_shapes in its config); the study compares methods on identical data")
-        specs[name] = json.dumps(cfg.generate_shapes.to_dict(), sort_keys=True)
+        shapes = [dict(spec) for spec in cfg.get("synthetic_data") or [] if spec.get("type") is make_shapes_dataset]
+        if len(shapes) != 1:
+            raise ValueError(f"method {name!r} ({config}) does not train on the embedded shapes dataset (no "
+                             "make_shapes_dataset in its synthetic_data); the study compares methods on identical data")
+        specs[name] = json.dumps({k: v for k, v in shapes[0].items() if k != "type"}, sort_keys=True)
     if len(set(specs.values())) != 1:
         raise ValueError(f"the methods train on different embedded datasets: {specs}")
     return Path(make_shapes_dataset(**json.loads(next(iter(specs.values())))))

@@ -104,7 +104,7 @@ def image_root(settings: Settings) -> Path:
 
 def link_images(folder: Path, limit: int) -> Path:
     """Symbolic links to the first ``limit`` images under ``folder`` (recursively), in one class folder."""
-    from mim_zoo.validation import IMAGE_EXTENSIONS
+    from mim_zoo.engine.config_checks import IMAGE_EXTENSIONS
 
     if not folder.is_dir():
         raise FileNotFoundError(f"--images {str(folder)!r} is not a directory")

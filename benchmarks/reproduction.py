@@ -55,7 +55,7 @@ PAPER: list[dict[str, Any]] = [
 
 def load_results(paths: list[Path]) -> dict[tuple[str, int], dict[str, float]]:
     """``{(method, epochs): {metric: value}}`` from ``tools/benchmark.py``'s ``results.json`` files."""
-    from mim_zoo.downstream.benchmark import results_row
+    from mim_zoo.engine.benchmark import results_row
 
     out: dict[tuple[str, int], dict[str, float]] = {}
     for path in paths:

@@ -1,20 +1,20 @@
 """mim_zoo: a modular comparison toolkit for masked image modeling on OpenMMLab.
 
-``import mim_zoo`` checks the installed stack (:mod:`mim_zoo.env`), applies the compatibility fixes for modern torch
-(:mod:`mim_zoo.compat`) and registers every plugin by explicit import (STYLE R8).
+``import mim_zoo`` checks the installed stack (:mod:`mim_zoo.engine.env`) and applies the compatibility fixes for
+modern torch (:mod:`mim_zoo.engine.compat`); it imports no plugin. The package has three tiers, imports pointing
+down only: :mod:`mim_zoo.core` (the model core), :mod:`mim_zoo.engine` (what runs it) and :mod:`mim_zoo.synthetic`
+(synthetic data and teachers for tests and the quickstart). Plugins register on the first lookup in their registry
+(:mod:`mim_zoo.registry`).
 """
 
-from .env import check_stack
+from .engine.env import check_stack
 
 check_stack()
 
-from . import compat  # noqa: E402
+from .engine import compat  # noqa: E402
 
 compat.apply()
 
-from . import algorithms, encoders, hooks, masking, reliability, targets, validation, visualization  # noqa: E402,F401
-from .engine import pipeline  # noqa: E402,F401  (registers the input pipeline)
-from .registry import HOOKS, MASK_GENERATORS, MODELS, TARGET_GENERATORS  # noqa: E402
 from .version import __version__  # noqa: E402
 
-__all__ = ["MODELS", "MASK_GENERATORS", "TARGET_GENERATORS", "HOOKS", "__version__"]
+__all__ = ["__version__"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import mim_zoo  # noqa: F401  (registers every plugin)
-from mim_zoo.algorithms.base import BaseMIM
+from mim_zoo.core.algorithms.base import BaseMIM
 from mim_zoo.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,6 +21,7 @@ TINY_VIT = dict(type="ViTEncoder", arch="vit_tiny_patch16_224", img_size=32, pat
 
 def registered_algorithms() -> list[str]:
     """Every registered algorithm (a BaseMIM subclass in MODELS)."""
+    MODELS.import_from_location()
     return sorted(n for n, c in MODELS.module_dict.items() if isinstance(c, type) and issubclass(c, BaseMIM)
                   and c is not BaseMIM)
 

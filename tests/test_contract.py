@@ -13,7 +13,7 @@ import torch
 from mmengine.config import Config
 
 from mim_zoo.registry import MODELS
-from mim_zoo.runtime import prepare_config
+from mim_zoo.engine.config import prepare_config
 
 from .conftest import REPO, registered_algorithms, tiny_config_path
 

@@ -6,8 +6,9 @@ import pytest
 import timm
 import torch
 
-from mim_zoo.encoders import ViTEncoder, patchify, sincos_pos_embed_2d, unpatchify
-from mim_zoo.masking import RandomMasking, mask_to_indices
+from mim_zoo.core.tokens import patchify, sincos_pos_embed_2d, unpatchify
+from mim_zoo.core.masking import RandomMasking
+from mim_zoo.core.tokens import mask_to_indices
 from mim_zoo.registry import MODELS
 
 

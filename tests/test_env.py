@@ -3,7 +3,7 @@
 import pytest
 from packaging.version import Version
 
-from mim_zoo import env
+from mim_zoo.engine import env
 
 
 def test_the_installed_stack_passes():

@@ -18,7 +18,7 @@ from mmengine.registry import STRATEGIES
 from mmengine.runner import FlexibleRunner
 
 from mim_zoo.registry import MODELS
-from mim_zoo.runtime import prepare_config
+from mim_zoo.engine.config import prepare_config
 
 from .helpers.training import REPO
 

@@ -14,16 +14,8 @@ from mmengine.config import Config
 from mmengine.visualization import LocalVisBackend
 from PIL import Image
 
-from mim_zoo.registry import MASK_GENERATORS, MODELS
-from mim_zoo.visualization import (
-    MASK_GRAY,
-    denormalize,
-    mask_samples,
-    mask_to_pixels,
-    plot_loss_curve,
-    read_scalars,
-    reconstruction_panels,
-)
+from mim_zoo.registry import MASK_GENERATORS, MODELS, registered_names
+from mim_zoo.engine.visualization import MASK_GRAY, denormalize, mask_samples, mask_to_pixels, plot_loss_curve, read_scalars, reconstruction_panels
 
 from .helpers.training import REPO, single_thread, tiny_configs, train_cli
 
@@ -116,10 +108,10 @@ def test_visualize_reconstruction_tool_names_bad_inputs(tmp_path) -> None:
 
 def test_mask_samples_cover_every_registered_generator() -> None:
     samples = mask_samples((14, 14), num_samples=3, seed=0)
-    assert len(samples) == len(MASK_GENERATORS.module_dict)  # a new generator is drawn without touching this
+    assert len(samples) == len(registered_names(MASK_GENERATORS))  # a new generator is drawn without touching this
     for label, masks in samples.items():
         name = label.split("\n")[0]
-        assert name in MASK_GENERATORS.module_dict
+        assert name in registered_names(MASK_GENERATORS)
         assert torch.is_tensor(masks), f"{name} could not draw with its defaults on 14x14: {masks}"
         assert masks.shape == (3, 14, 14) and masks.dtype == torch.bool
         exact = MASK_GENERATORS.get(name)().num_masked((14, 14))
@@ -131,7 +123,7 @@ def test_mask_samples_cover_every_registered_generator() -> None:
 def test_visualize_masks_tool(tmp_path) -> None:
     tool = load_tool("visualize_masks")
     out = tool.main(["--out", str(tmp_path / "all.png"), "--num", "2"])
-    assert Image.open(out).size[1] > 100 * len(MASK_GENERATORS.module_dict) * 0.5  # one row per generator
+    assert Image.open(out).size[1] > 100 * len(registered_names(MASK_GENERATORS)) * 0.5  # one row per generator
     out = tool.main(["--config", "configs/mae/tiny_cpu.py", "--out", str(tmp_path / "mae.png")])
     assert osp.isfile(out)
 

@@ -29,9 +29,8 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 
 import mim_zoo  # noqa: E402,F401  (registers the encoders, applies the compatibility fixes)
-from mim_zoo.downstream.benchmark import (REPO_ROOT, TASKS, markdown_table, recipe_config,  # noqa: E402
-                                          run_task, update_results)
-from mim_zoo.downstream.checkpoint import CheckpointError, load_pretrained_encoder  # noqa: E402
+from mim_zoo.engine.benchmark import REPO_ROOT, TASKS, markdown_table, recipe_config, run_task, update_results
+from mim_zoo.core.checkpoints.read import CheckpointError, load_pretrained_encoder  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -24,7 +24,7 @@ def test_cells_show_paper_ours_and_the_gap():
 
 
 def test_results_fill_the_row_of_the_same_method_and_epochs(tmp_path):
-    # the layout tools/benchmark.py (mim_zoo.downstream.benchmark.update_results) writes
+    # the layout tools/benchmark.py (mim_zoo.engine.benchmark.update_results) writes
     results = {"checkpoint": "/x/epoch_800.pth", "method": "BootMAE", "epochs": 800,
                "tasks": {"linear": {"config": "c.py", "linear_top1": 65.0, "evaluation": {}},
                          "ade20k": {"config": "d.py", "ade20k_miou": 48.6, "evaluation": {}}}}

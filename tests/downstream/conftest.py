@@ -54,7 +54,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
 def tiny_pretrained(tiny_checkpoint: str):
     """The :class:`PretrainedEncoder` of :func:`tiny_checkpoint`."""
     import mim_zoo  # noqa: F401
-    from mim_zoo.downstream import load_pretrained_encoder
+    from mim_zoo.core.downstream import load_pretrained_encoder
 
     return load_pretrained_encoder(tiny_checkpoint)
 

@@ -1,4 +1,4 @@
-"""tools/benchmark.py and mim_zoo.downstream.benchmark: recipes per method and encoder family, the method label of a
+"""tools/benchmark.py and mim_zoo.engine.benchmark: recipes per method and encoder family, the method label of a
 row, the results row, and the CPU twins of all four benchmarks trained from one pretraining checkpoint of each
 encoder family (tiny ViT, tiny MixMIM Swin) through the real mmpretrain/mmseg/mmdet stacks."""
 
@@ -12,10 +12,8 @@ import pytest
 from mmengine.config import Config
 
 import mim_zoo  # noqa: F401
-from mim_zoo.downstream.benchmark import (REFERENCE_COMPONENTS, REPO_ROOT, TASKS, markdown_table, method_label,
-                                          recipe_config, results_row, task_columns, update_results)
-from mim_zoo.downstream.checkpoint import (PretrainedEncoder, load_pretrained_encoder, model_components,
-                                           parse_config_text)
+from mim_zoo.engine.benchmark import REFERENCE_COMPONENTS, REPO_ROOT, TASKS, markdown_table, method_label, recipe_config, results_row, task_columns, update_results
+from mim_zoo.core.checkpoints.read import PretrainedEncoder, load_pretrained_encoder, model_components, parse_config_text
 from mim_zoo.registry import MODELS
 
 from .conftest import load_tool, run_tool

@@ -15,7 +15,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 import mim_zoo  # noqa: F401
-from mim_zoo.downstream.loading import PretrainedBackboneMixin
+from mim_zoo.core.downstream.loading import PretrainedBackboneMixin
 
 CONFIGS = sorted(p for p in Path("configs/benchmarks").rglob("*.py") if not p.name.endswith("_tiny_cpu.py"))
 TINY = sorted(Path("configs/benchmarks").rglob("*_tiny_cpu.py"))

@@ -1,4 +1,4 @@
-"""mim_zoo.downstream.mmpretrain: ImageNet backbones initialised from a pretraining checkpoint."""
+"""mim_zoo.core.downstream.mmpretrain: ImageNet backbones initialised from a pretraining checkpoint."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
 import mim_zoo  # noqa: F401
-from mim_zoo.downstream.checkpoint import CheckpointError, PretrainedEncoder, load_pretrained_encoder
-from mim_zoo.downstream.mmpretrain import MIMMixMIMTransformer, MIMVisionTransformer
-from mim_zoo.downstream.pos_embed import resize_pos_embed
+from mim_zoo.core.checkpoints.read import CheckpointError, PretrainedEncoder, load_pretrained_encoder
+from mim_zoo.core.downstream.mmpretrain import MIMMixMIMTransformer, MIMVisionTransformer
+from mim_zoo.core.downstream.pos_embed import resize_pos_embed
 
 TINY_ARCH = dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=256)
 

@@ -37,6 +37,7 @@ from mmpretrain.datasets import ImageNet, PackInputs, RandomResizedCrop
 from mmpretrain.models import SelfSupDataPreprocessor
 from PIL import Image, ImageOps
 
+from mim_zoo.engine.config import prepare_config
 from mim_zoo.engine.pipeline import (
     CropBox,
     DecodeRandomResizedCrop,
@@ -52,9 +53,8 @@ from mim_zoo.engine.pipeline import (
     select_pipeline,
 )
 from mim_zoo.engine.pipeline.geometry import interpolate
-from mim_zoo.runtime import prepare_config
+from mim_zoo.engine.transforms import CheckedLoadImage, CorruptImageError
 from mim_zoo.synthetic.photos import natural_image, write_photo_folder
-from mim_zoo.validation import CheckedLoadImage, CorruptImageError
 
 REPO = Path(__file__).resolve().parents[2]
 CROP = dict(scale=224, crop_ratio_range=(0.2, 1.0), interpolation="bicubic")

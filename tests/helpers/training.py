@@ -16,7 +16,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import mim_zoo  # noqa: F401  (the compatibility fixes: checkpoints load with weights_only=True)
-from mim_zoo.runtime import prepare_config
+from mim_zoo.engine.config import prepare_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(REPO, "tools", "train.py")

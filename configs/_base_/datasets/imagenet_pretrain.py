@@ -12,7 +12,7 @@ from mim_zoo.engine.pipeline import (
                                      NvJpegDataPreprocessor,
                                      PackEncodedInputs,
 )
-from mim_zoo.validation import CheckedLoadImage
+from mim_zoo.engine.transforms import CheckedLoadImage
 
 data_root = "data/imagenet/"
 img_size = 224

@@ -27,8 +27,8 @@ follow unchanged and the batch stays uint8 until the device). With ``decode="dev
 box travels in the data sample's metainfo (files nvjpeg cannot take, non-JPEG or CMYK, are still decoded here and
 travel as ``[3, h, w]`` RGB pixels).
 
-Unreadable files fail or are skipped exactly as with ``CheckedLoadImage`` (:class:`mim_zoo.validation.
-UnreadableImages`).
+Unreadable files fail or are skipped exactly as with ``CheckedLoadImage``
+(:class:`mim_zoo.engine.transforms.UnreadableImages`).
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ from mmpretrain.datasets.transforms import PackInputs, RandomResizedCrop
 from PIL import ExifTags, Image
 from torch import Tensor
 
-from ...registry import TRANSFORMS
-from ...validation import UnreadableImages
+from ..registry import TRANSFORMS
+from ..transforms import UnreadableImages
 from .geometry import CropBox, check_interpolation, dct_scale, orient, oriented_size, scaled_resized_crop
 
 JPEG_FORMATS = ("JPEG", "MPO")  # MPO: camera JPEGs with extra pictures appended; the first one is a plain JPEG

@@ -17,8 +17,8 @@ from mmpretrain.structures import DataSample
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from ...registry import MODELS
-from ...validation import CorruptImageError
+from ...core.registry import MODELS
+from ..transforms import CorruptImageError
 from .geometry import CropBox, orient, resized_crop
 
 _FLIP_DIMS = {"horizontal": (-1,), "vertical": (-2,), "diagonal": (-2, -1)}  # mmcv RandomFlip's directions

@@ -2,7 +2,7 @@
 
 The ImageNet config (``configs/_base_/datasets/imagenet_pretrain.py``) lists every implementation as data, each a
 ``dict(pipeline=[...], collate_fn=..., data_preprocessor=<class>)`` under ``pipelines``, and names the default in
-``pipeline_impl``. :func:`apply_pipeline_impl` (called by ``mim_zoo.runtime.prepare_config``, i.e. by
+``pipeline_impl``. :func:`apply_pipeline_impl` (called by ``mim_zoo.engine.config.prepare_config``, i.e. by
 ``tools/train.py`` after the overrides) installs the chosen one into ``train_dataloader`` and the model's data
 preprocessor, so ``--cfg-options pipeline_impl=mmpretrain`` switches all three together; a step is edited in
 ``pipelines.<impl>.pipeline``. It also resolves the loader's worker options (:func:`resolve_workers`).

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mim_zoo.algorithms.base import BaseMIM
-from mim_zoo.masking import MaskGenerator
+from mim_zoo.core.algorithms.base import BaseMIM
+from mim_zoo.core.masking import MaskGenerator
 from mim_zoo.registry import MASK_GENERATORS, MODELS
 
 

@@ -1,0 +1,252 @@
+"""Encoders: a thin adapter over timm's canonical ``VisionTransformer`` (STYLE R2, R3).
+
+The adapter owns nothing but the glue MIM needs: patchify, embed (patch tokens + positions), encode only the
+visible tokens, return chosen block outputs, and run the full image for momentum/teacher targets. Parameters live
+in the wrapped timm model (``self.vit``) under timm's own names, so :meth:`ViTEncoder.export_state_dict` is a plain timm
+state dict that ``timm.create_model(arch, num_classes=0)`` loads with no missing key.
+
+MAE details (facebookresearch/mae ``models_mae.py``, ``util/pos_embed.py``): fixed 2-D sin-cos positional
+embeddings with a zero row for the class token, ``requires_grad=False``; Xavier-uniform init of every Linear and of
+the patch projection viewed as a matrix, N(0, 0.02) class token, LayerNorm 1/0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import timm
+import torch
+from mmengine.model import BaseModule, initialize
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from ..registry import MODELS
+from ..tokens import gather_tokens, patchify, sincos_pos_embed_2d, unpatchify
+
+
+def init_mae_weights(module: nn.Module) -> None:
+    """MAE's ``_init_weights``: Xavier-uniform Linear weights (qkv as one matrix), zero biases, LayerNorm 1/0."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def init_bootmae_weights(module: nn.Module) -> None:
+    """BootMAE's init of every Linear and LayerNorm below ``module`` (LightDXY/BootMAE@d604b18
+    ``models/modeling_pretrain_bootmae.py:VisionTransformerForMaskedImageModeling.__init__``).
+
+    Xavier-uniform Linear weights, with a fused ``qkv`` projection treated as three separate matrices (bound
+    ``sqrt(6 / (out/3 + in))``), zero biases, LayerNorm 1/0. The official code first applies trunc-normal(0.02) to
+    every Linear, but this loop overwrites all of it.
+    """
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Linear):
+            for part in m.weight.chunk(3 if name.rsplit(".", 1)[-1] == "qkv" else 1):  # official: 'qkv' in name
+                nn.init.xavier_uniform_(part)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+@MODELS.register_module()
+class ViTEncoder(BaseModule):
+    """A timm ViT with the MIM entry points.
+
+    Args:
+        arch: timm model name, e.g. ``vit_base_patch16_224`` (ViT-B/16) or ``vit_large_patch16_224``.
+        img_size: input resolution.
+        pos_embed: ``"sincos"`` (fixed, MAE/BootMAE) or ``"learned"`` (timm's trainable default).
+        sincos_layout: channel order of the sin-cos table, ``"mae"`` or ``"mocov3"`` (BootMAE); see
+            :func:`sincos_pos_embed_2d`.
+        init: ``"mae"`` (Xavier as in MAE), ``"bootmae"`` (:meth:`_init_bootmae`) or ``"timm"`` (timm's own init).
+        grad_checkpointing: recompute block activations in backward to save memory (large models).
+        **timm_kwargs: forwarded to ``timm.create_model`` (e.g. ``patch_size``, ``embed_dim``, ``depth``,
+            ``num_heads`` for tiny test models, ``drop_path_rate``).
+    """
+
+    def __init__(
+        self,
+        arch: str = "vit_base_patch16_224",
+        img_size: int = 224,
+        pos_embed: str = "sincos",
+        init: str = "mae",
+        grad_checkpointing: bool = False,
+        sincos_layout: str = "mae",
+        **timm_kwargs: object,
+    ) -> None:
+        super().__init__()
+        if pos_embed not in ("sincos", "learned"):
+            raise ValueError(f"pos_embed must be 'sincos' or 'learned', got {pos_embed!r}")
+        if init not in ("mae", "bootmae", "timm"):
+            raise ValueError(f"init must be 'mae', 'bootmae' or 'timm', got {init!r}")
+        self.arch = arch
+        self.timm_kwargs = dict(img_size=img_size, **timm_kwargs)
+        self.vit = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="", **self.timm_kwargs)
+        if self.vit.cls_token is None or self.vit.num_prefix_tokens != 1 or self.vit.no_embed_class:
+            raise ValueError(f"{arch}: mim_zoo's ViT adapter expects one class token with its own position")
+        self.grad_checkpointing = grad_checkpointing
+        if init == "mae":
+            self._init_mae()
+        elif init == "bootmae":
+            self._init_bootmae()
+        if pos_embed == "sincos":
+            self.vit.pos_embed.data.copy_(sincos_pos_embed_2d(self.embed_dim, self.grid_size, layout=sincos_layout))
+            self.vit.pos_embed.requires_grad_(False)
+
+    def _init_mae(self) -> None:
+        self.vit.apply(init_mae_weights)
+        proj = self.vit.patch_embed.proj.weight
+        nn.init.xavier_uniform_(proj.view(proj.shape[0], -1))
+        nn.init.normal_(self.vit.cls_token, std=0.02)
+
+    def _init_bootmae(self) -> None:
+        """LightDXY/BootMAE@d604b18 ``models/modeling_pretrain_bootmae.py``: :func:`init_bootmae_weights`, the patch
+        projection Xavier-uniform over ``(3*p*p, D)`` with a zero bias, class token N(0, 1e-6)."""
+        init_bootmae_weights(self.vit)
+        proj = self.vit.patch_embed.proj
+        nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
+        nn.init.zeros_(proj.bias)
+        nn.init.normal_(self.vit.cls_token, std=1e-6)
+
+    def init_weights(self) -> None:
+        """Keep the init done in ``__init__``.
+
+        mmengine's Runner calls ``model.init_weights()`` before training; ``BaseModule``'s default would call timm's
+        ``VisionTransformer.init_weights`` on ``self.vit`` and overwrite the sin-cos positions and the chosen init
+        (and make the online encoder differ from a momentum copy taken at construction). Only an explicit
+        ``init_cfg`` (e.g. ``Pretrained``) is applied.
+        """
+        if self.init_cfg:
+            initialize(self, self.init_cfg)
+        self._is_init = True
+
+    # --- geometry --------------------------------------------------------------------------------------------
+    @property
+    def embed_dim(self) -> int:
+        return self.vit.embed_dim
+
+    @property
+    def depth(self) -> int:
+        return len(self.vit.blocks)
+
+    @property
+    def num_heads(self) -> int:
+        return self.vit.blocks[0].attn.num_heads
+
+    @property
+    def patch_size(self) -> int:
+        """Pixels per side of one output token (the target patch size)."""
+        return self.vit.patch_embed.patch_size[0]
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return tuple(self.vit.patch_embed.grid_size)
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid_size[0] * self.grid_size[1]
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return self.vit.num_prefix_tokens
+
+    def patchify(self, imgs: Tensor) -> Tensor:
+        """``[B, 3, H, W] -> [B, L, p*p*3]``."""
+        return patchify(imgs, self.patch_size)
+
+    def unpatchify(self, x: Tensor) -> Tensor:
+        """``[B, L, p*p*3] -> [B, 3, H, W]``."""
+        return unpatchify(x, self.patch_size, self.grid_size)
+
+    # --- forward paths ---------------------------------------------------------------------------------------
+    def check_input(self, imgs: Tensor) -> None:
+        expected = tuple(s * self.patch_size for s in self.grid_size)
+        if imgs.dim() != 4 or tuple(imgs.shape[-2:]) != expected:
+            raise ValueError(
+                f"{self.arch} was built for {expected[0]}x{expected[1]} images, got a batch of shape "
+                f"{tuple(imgs.shape)}; set the data pipeline's crop size (and the encoder's img_size) to match"
+            )
+
+    def embed(self, imgs: Tensor) -> Tensor:
+        """Patch tokens with positions, without prefix tokens: ``[B, 3, H, W] -> [B, L, D]``."""
+        self.check_input(imgs)
+        return self.vit.patch_embed(imgs) + self.vit.pos_embed[:, self.num_prefix_tokens :]
+
+    def _prepend_cls(self, x: Tensor) -> Tensor:
+        cls = self.vit.cls_token + self.vit.pos_embed[:, : self.num_prefix_tokens]  # [1, 1, D]
+        return self.vit.norm_pre(torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1))
+
+    def _run_blocks(self, x: Tensor, return_blocks: Sequence[int] = (), stop_at: int | None = None) -> tuple[Tensor, dict[int, Tensor]]:
+        feats: dict[int, Tensor] = {}
+        bad = [b for b in return_blocks if not -self.depth <= b < self.depth]
+        if bad:
+            raise ValueError(f"block indices {bad} are out of range for a {self.depth}-block encoder")
+        for i, blk in enumerate(self.vit.blocks):
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(blk, x, use_reentrant=False)
+            else:
+                x = blk(x)
+            for b in return_blocks:
+                if b % self.depth == i:
+                    feats[b] = x  # keyed as requested, so a caller asking for -1 finds it without knowing depth
+            if stop_at is not None and i == stop_at:
+                break
+        return x, feats
+
+    def forward_visible(self, imgs: Tensor, keep_idx: Tensor | None,
+                        return_blocks: Sequence[int] = ()) -> tuple[Tensor, dict[int, Tensor]]:
+        """Encode the visible tokens (MAE's ``forward_encoder`` without the masking step).
+
+        Args:
+            imgs: ``[B, 3, H, W]``.
+            keep_idx: ``[B, K]`` visible token positions (``None`` = all tokens).
+            return_blocks: block indices (negative allowed) whose raw outputs, before the final norm, to return.
+
+        Returns:
+            ``latent [B, 1 + K, D]`` after the final norm (class token first) and ``{block: [B, 1 + K, D]}``, keyed
+            by the indices exactly as given in ``return_blocks`` (``-1`` stays ``-1``).
+        """
+        x = self.embed(imgs)  # [B, L, D]
+        if keep_idx is not None:
+            x = gather_tokens(x, keep_idx)  # [B, K, D]
+        x, feats = self._run_blocks(self._prepend_cls(x), return_blocks)
+        return self.vit.norm(x), feats
+
+    def forward_full(self, imgs: Tensor, block: int = -1, norm: bool = False) -> Tensor:
+        """All patch tokens of the unmasked image after ``block`` (momentum/teacher features).
+
+        Returns:
+            ``[B, L, D]``: the raw output of ``block`` (class token dropped), LayerNormed by the final norm only when
+            ``norm`` (BootMAE's target is the last block *before* the final norm).
+        """
+        block = block % self.depth
+        x, _ = self._run_blocks(self._prepend_cls(self.embed(imgs)), stop_at=block)
+        if norm:
+            x = self.vit.norm(x)
+        return x[:, self.num_prefix_tokens :]
+
+    def forward(self, imgs: Tensor) -> Tensor:
+        """``[B, 3, H, W] -> [B, 1 + L, D]``: the plain, unmasked ViT features (final norm applied)."""
+        return self.forward_visible(imgs, None)[0]
+
+    # --- export ------------------------------------------------------------------------------------------------
+    canonical = "timm"  # the library whose model class the exported state dict loads into
+
+    def export_state_dict(self) -> dict[str, Tensor]:
+        """A plain timm state dict: :meth:`build_canonical` (``timm.create_model(arch, num_classes=0, ...)``) loads
+        it with no missing or unexpected key."""
+        return {k: v.detach().clone() for k, v in self.vit.state_dict().items()}
+
+    def timm_create_kwargs(self) -> dict[str, object]:
+        """The ``timm.create_model`` arguments that rebuild this encoder's architecture."""
+        return dict(model_name=self.arch, num_classes=0, **self.timm_kwargs)
+
+    def build_canonical(self) -> nn.Module:
+        """A fresh, randomly initialised timm model of this architecture."""
+        return timm.create_model(pretrained=False, **self.timm_create_kwargs())
