@@ -9,7 +9,8 @@ flip + packing into a batch, for each implementation of the ImageNet config, sid
 A *subject* is one ``pipeline_impl`` of ``configs/_base_/datasets/imagenet_pretrain.py`` (``mmpretrain``: what the
 config trained with before, ``fast``, ``nvjpeg``), built exactly as training builds it (the config's pipeline,
 sampler and collate function through ``Runner.build_dataloader``, its data preprocessor), optionally with arguments
-of its first step changed: ``fast:dct_headroom=None`` decodes every JPEG at full resolution. The images are
+of its first step changed: ``fast:dct_headroom=1`` decodes at the smallest DCT scale that keeps the crop >= 224,
+``fast:dct_headroom=None`` every JPEG at full resolution. The images are
 photograph-like JPEGs of ImageNet's size and file-size distribution (``mim_zoo.synthetic.photos``, written once to
 ``data/generated/pipeline_photos/``) or ``--images DIR``.
 
@@ -59,7 +60,8 @@ class Settings:
     num_images: int = 256
     seed: int = 0
     quality: int = 90
-    subjects: list[str] = field(default_factory=lambda: ["mmpretrain", "fast", "fast:dct_headroom=None"])
+    subjects: list[str] = field(default_factory=lambda: ["mmpretrain", "fast", "fast:dct_headroom=1",
+                                                         "fast:dct_headroom=None"])
     workers: list[int] = field(default_factory=lambda: [0, 1, 2])
     batch_size: int = 32
     rounds: int = 3
@@ -339,7 +341,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, str, bool
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the synthetic images")
     parser.add_argument("--photo-dir", default=str(PHOTO_CACHE), help="where the synthetic images are written once")
     parser.add_argument("--max-side", type=int, help="shrink the synthetic images to fit (smoke runs only)")
-    parser.add_argument("--subjects", nargs="+", default=["mmpretrain", "fast", "fast:dct_headroom=None"],
+    parser.add_argument("--subjects", nargs="+", default=Settings().subjects,
                         metavar="IMPL[:KEY=VALUE,...]", help="pipeline_impl values, with arguments of their first step")
     parser.add_argument("--workers", default="0,1,2", help="DataLoader worker counts (0: the main process alone)")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -84,9 +84,9 @@ class DecodeRandomResizedCrop(RandomResizedCrop):
         interpolation: ``"bicubic"``, ``"bilinear"`` or ``"nearest"`` (the torch kernels that match Pillow's).
         dct_headroom: decode a JPEG at 1/s only if the crop stays ``>= dct_headroom x`` the output at 1/s;
             ``None``: always at full resolution. 1 is the least decoding (the crop just >= the output; libjpeg's
-            scaled IDCT then leaves the top octave sharper than a bicubic reduction: 32-37 dB PSNR against a full
-            decode); 2 (default) leaves the final antialiased resize a >= 2x reduction, which shapes that octave
-            as the full-resolution path does (43-48 dB). See benchmarks/README.md for the cost of each.
+            scaled IDCT then leaves the top octave sharper than a bicubic reduction: 33-45 dB PSNR against a full
+            decode of a textured photo); 2 (default) leaves the final antialiased resize a >= 2x reduction, which
+            shapes that octave as the full-resolution path does (44-46 dB). See benchmarks/README.md for the cost.
         decode: ``"cpu"`` (here) or ``"device"`` (bytes for ``NvJpegDataPreprocessor``).
         on_corrupt, max_skipped: unreadable files, as ``CheckedLoadImage``.
         backend_args: mmengine file backend arguments, as ``LoadImageFromFile``.
