@@ -3,14 +3,16 @@ flip + packing into a batch, for each implementation of the ImageNet config, sid
 
     python -m benchmarks.pipeline                                    # 256 ImageNet-like JPEGs, 0 / 1 / 2 workers
     python -m benchmarks.pipeline --images ~/photos --workers 0,4,8  # your photographs (any folder of images)
-    python -m benchmarks.pipeline --subjects mmpretrain fast nvjpeg --device cuda
+    python -m benchmarks.pipeline --device cuda                      # nvjpeg decodes on the GPU, as in training
     python -m benchmarks.pipeline --num-images 16 --rounds 1 --workers 0,1 --out-dir /tmp/p   # smoke run
 
 A *subject* is one ``pipeline_impl`` of ``configs/_base_/datasets/imagenet_pretrain.py`` (``mmpretrain``: what the
 config trained with before, ``fast``, ``nvjpeg``), built exactly as training builds it (the config's pipeline,
 sampler and collate function through ``Runner.build_dataloader``, its data preprocessor), optionally with arguments
 of its first step changed: ``fast:dct_headroom=1`` decodes at the smallest DCT scale that keeps the crop >= 224,
-``fast:dct_headroom=None`` every JPEG at full resolution. The images are
+``fast:dct_headroom=None`` every JPEG at full resolution. ``nvjpeg`` decodes in its data preprocessor, on
+``--device``: on a CPU that is torchvision's libjpeg-turbo decoder, so only its loader columns (reading files and
+sampling boxes: what the workers of a GPU run do) mean there what they mean on a GPU machine. The images are
 photograph-like JPEGs of ImageNet's size and file-size distribution (``mim_zoo.synthetic.photos``, written once to
 ``data/generated/pipeline_photos/``) or ``--images DIR``.
 
@@ -18,16 +20,18 @@ For every worker count, each round times one epoch of every subject in turn (A B
 of each (persistent workers, as the config has them, so worker start-up is not timed). Per epoch: images/s (wall),
 the loader's CPU time (the process's ``getrusage`` and its workers' from ``/proc``, so Linux only) and from it the
 **images/s per core** (images / CPU seconds), which a busy machine distorts less than wall time, and ``cpu_busy``
-(CPU time / (wall x processes), ~1 on a quiet machine). The data
-preprocessor (normalisation; nvjpeg's decoding) is timed apart, on ``--device``: on a GPU it runs there, not on the
-loader's cores. A fidelity pass compares every subject's pixels with mmpretrain's under the same seed (identical
-crop boxes and flips by construction). Results: ``OUT_DIR/NAME.json`` and ``NAME.md``; see benchmarks/README.md.
+(CPU time / (wall x processes), ~1 on a quiet machine). The data preprocessor (normalisation; nvjpeg's decoding) is
+timed apart, on ``--device``: on a GPU it runs there, not on the loader's cores. A fidelity pass compares every
+subject's pixels with mmpretrain's under the same seed (identical crop boxes and flips by construction), and the
+decode alone is timed as the floor of any CPU pipeline. Results: ``OUT_DIR/NAME.json`` and ``NAME.md``; see
+benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import math
 import os
 import resource
 import sys
@@ -61,7 +65,7 @@ class Settings:
     seed: int = 0
     quality: int = 90
     subjects: list[str] = field(default_factory=lambda: ["mmpretrain", "fast", "fast:dct_headroom=1",
-                                                         "fast:dct_headroom=None"])
+                                                         "fast:dct_headroom=None", "nvjpeg"])
     workers: list[int] = field(default_factory=lambda: [0, 1, 2])
     batch_size: int = 32
     rounds: int = 3
@@ -247,6 +251,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def decode_floor(files: list[Path], repeats: int = 3) -> dict[str, float]:
+    """CPU seconds per image of OpenCV's decode alone, best of ``repeats`` passes over ``files``: in full colour (what
+    a full-resolution pipeline pays before cropping) and at 1/8 in greyscale (close to the entropy decoding alone,
+    which no DCT scale or crop avoids: the floor of any CPU pipeline that decodes these files)."""
+    import cv2
+
+    data = [np.frombuffer(p.read_bytes(), np.uint8) for p in files]
+    out = {}
+    for name, flag in (("full_colour", cv2.IMREAD_COLOR), ("eighth_grey", cv2.IMREAD_REDUCED_GRAYSCALE_8)):
+        best = math.inf
+        for _ in range(repeats):
+            start = time.process_time()
+            for blob in data:
+                cv2.imdecode(blob, flag)
+            best = min(best, (time.process_time() - start) / len(data))
+        out[name] = best
+    return out
+
+
 def fidelity(subjects: list[Subject], settings: Settings, device: torch.device) -> dict[str, Any]:
     """Pixels of every subject against :data:`REFERENCE` under the same seed per image: the crop boxes and flips
     are identical (the same numpy draws), so the difference is decoding and resizing alone.
@@ -320,6 +343,7 @@ def run(settings: Settings) -> dict[str, Any]:
                       f"{epoch['images'] / epoch['wall']:.0f} img/s", flush=True)
     preprocess = {s.name: time_preprocessor(s, loaders[s.name, settings.workers[0]], device) for s in subjects}
     raw = {"epochs": epochs, "preprocessor": preprocess, "fidelity": fidelity(subjects, settings, device),
+           "decode_floor": decode_floor(image_files(root)),
            "subjects": {s.name: {"impl": s.impl, "overrides": s.overrides,
                                  "pipeline": [_step(t) for t in s.loader_cfg.dataset.pipeline]} for s in subjects}}
     machine = machine_info(device, torch.get_num_threads())

@@ -46,7 +46,7 @@ def summarise(raw: dict[str, Any], settings: dict[str, Any], machine: dict[str, 
             for w, rs in subject["rounds"].items()}
         subject["cores_per_gpu"] = cores_per_gpu(subject, settings["published_rate"])
     results = {"settings": settings, "machine": machine, "images": images, "reference": reference,
-               "subjects": subjects}
+               "subjects": subjects, "decode_floor": raw["decode_floor"]}
     results["targets"] = evaluate_targets(results)
     results["warnings"] = busy_warnings(results)
     return results
@@ -155,6 +155,12 @@ def to_markdown(results: dict[str, Any], level: int = 1) -> str:
               markdown_table(["subject", "loader CPU ms / img (1 core)", f"data preprocessor ms / img ({m['device']})",
                               "all CPU ms / img (preprocessor on this CPU)", "cores per GPU", "cores per 8-GPU node"],
                              _cost_rows(results))]
+    floor = results["decode_floor"]
+    lines += ["", f"Decoding alone (OpenCV, the same files, one core): {1e3 * floor['full_colour']:.2f} ms / img in "
+              f"full colour, {1e3 * floor['eighth_grey']:.2f} ms / img at 1/8 in greyscale (about the entropy "
+              "decoding, which every pipeline pays whatever it crops): no CPU pipeline decoding these files exceeds "
+              f"{1 / floor['eighth_grey']:.0f} images/s per core, none decoding them in full "
+              f"{1 / floor['full_colour']:.0f}."]
     fid = _fidelity_rows(results)
     if fid:
         lines += ["", f"{h2} Pixels against {results['reference']}'s, same seeds (same crop boxes and flips)", "",

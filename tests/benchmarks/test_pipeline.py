@@ -49,6 +49,7 @@ def test_report_has_every_table_and_the_target(results):
         assert f"## {heading}" in md
     assert sum("x mmpretrain's images/s per core" in t["target"] for t in doc["targets"]) == 2  # both fast subjects
     assert md.count("| fast |") == 4 and "DecodeRandomResizedCrop(" in md
+    assert "Decoding alone" in md and 0 < doc["decode_floor"]["eighth_grey"] < doc["decode_floor"]["full_colour"]
     nested = to_markdown(doc, level=4)
     assert nested.startswith("#### Input pipeline") and "\n##### Targets" in nested and "\n## " not in nested
 
