@@ -222,7 +222,7 @@ def time_epoch(loader: Any) -> dict[str, float]:
     cpu_self, cpu_children = _cpu_seconds(resource.RUSAGE_SELF), children_cpu_seconds()
     start, images = time.perf_counter(), 0
     for batch in loader:
-        images += len(batch["inputs"])
+        images += len(batch["data_samples"])
     wall = time.perf_counter() - start
     return {"images": images, "wall": wall, "cpu_main": _cpu_seconds(resource.RUSAGE_SELF) - cpu_self,
             "cpu_workers": children_cpu_seconds() - cpu_children}
@@ -232,7 +232,7 @@ def time_preprocessor(subject: Subject, loader: Any, device: torch.device, batch
                       repeats: int = 3) -> dict[str, float]:
     """Wall and CPU seconds per image of the data preprocessor on ``device`` (best of ``repeats``)."""
     data = [batch for _, batch in zip(range(batches), loader, strict=False)]
-    images = sum(len(b["inputs"]) for b in data)
+    images = sum(len(b["data_samples"]) for b in data)
     best = {"wall_per_image": float("inf"), "cpu_per_image": float("inf")}
     with torch.no_grad():
         for _ in range(repeats):
@@ -297,8 +297,6 @@ def fidelity(subjects: list[Subject], settings: Settings, device: torch.device) 
 def _pixels(subject: Subject, index: int, seed: int, device: torch.device) -> tuple[torch.Tensor, int]:
     """``[3, h, w]`` uint8 BGR of image ``index`` through ``subject``'s pipeline (and its device decoding), seeded;
     and the DCT scale its first step decoded at (1 if it does not say)."""
-    from mmengine.dataset import pseudo_collate
-
     from mim_zoo.engine.pipeline.device import decode_batch
 
     dataset = subject.dataset()
@@ -309,8 +307,7 @@ def _pixels(subject: Subject, index: int, seed: int, device: torch.device) -> tu
         results = transform(results)
     if subject.impl != "nvjpeg":
         return results["inputs"], scale
-    batch = pseudo_collate([results])
-    return decode_batch(batch["inputs"], batch["data_samples"], device)[0].cpu()[[2, 1, 0]], scale
+    return decode_batch([results["inputs"]], [results["data_samples"]], device)[0].cpu()[[2, 1, 0]], scale
 
 
 def _diff_stats(diffs: torch.Tensor) -> dict[str, float]:

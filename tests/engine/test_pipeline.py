@@ -45,6 +45,7 @@ from mim_zoo.engine.pipeline import (
     NvJpegDataPreprocessor,
     PackEncodedInputs,
     apply_pipeline_impl,
+    collate_encoded,
     dct_scale,
     default_workers,
     orient,
@@ -52,6 +53,7 @@ from mim_zoo.engine.pipeline import (
     resolve_workers,
     select_pipeline,
 )
+from mim_zoo.engine.pipeline.device import unpack
 from mim_zoo.engine.pipeline.geometry import interpolate
 from mim_zoo.engine.transforms import CheckedLoadImage, CorruptImageError
 from mim_zoo.synthetic.photos import natural_image, write_photo_folder
@@ -361,7 +363,11 @@ def test_device_decoding_matches_the_cpu_pipeline(photos, odd_files):
                 results = step(results)
             samples[name].append(results)
     assert [s["inputs"].ndim for s in samples["device"]] == [1] * 6 + [3, 1, 3, 1, 1]  # CMYK, PNG: pixels
-    on_device = NvJpegDataPreprocessor(mean=MEAN, std=STD, to_rgb=True)(pseudo_collate(samples["device"]), True)
+    packed = collate_encoded(samples["device"])  # one tensor per batch, as a worker hands it over
+    assert packed["inputs"]["packed"].ndim == 1 and all(
+        torch.equal(a, b) for a, b in zip(unpack(packed["inputs"]), pseudo_collate(samples["device"])["inputs"],
+                                          strict=True))
+    on_device = NvJpegDataPreprocessor(mean=MEAN, std=STD, to_rgb=True)(packed, True)
     on_cpu = SelfSupDataPreprocessor(mean=MEAN, std=STD, to_rgb=True)(default_collate(samples["cpu"]), True)
     assert on_device["inputs"].shape == (len(paths), 3, 224, 224)
     torch.testing.assert_close(on_device["inputs"], on_cpu["inputs"], rtol=0, atol=0)
@@ -381,7 +387,7 @@ def test_device_decoding_names_a_file_it_cannot_decode(photos, tmp_path):
             results = step(results)
         samples.append(results)
     with pytest.raises(CorruptImageError, match=r"cannot decode training image\(s\) \['.*bad\.JPEG'\]"):
-        NvJpegDataPreprocessor(mean=MEAN, std=STD, to_rgb=True)(pseudo_collate(samples), True)
+        NvJpegDataPreprocessor(mean=MEAN, std=STD, to_rgb=True)(collate_encoded(samples), True)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
@@ -431,7 +437,7 @@ def test_fast_is_the_default_and_overrides_switch_pipeline_collate_and_preproces
         "CheckedLoadImage", "RandomResizedCrop", "RandomFlip", "PackInputs"]
     assert cfg.model.data_preprocessor.type is SelfSupDataPreprocessor
     select_pipeline(cfg, "nvjpeg")
-    assert cfg.train_dataloader.collate_fn.type is pseudo_collate
+    assert cfg.train_dataloader.collate_fn.type is collate_encoded
     assert cfg.model.data_preprocessor.type is NvJpegDataPreprocessor
     assert cfg.model.data_preprocessor.mean == [127.5, 127.5, 127.5]  # the arguments stay
 

@@ -2,7 +2,7 @@
 # Augmentation of MAE / BootMAE / MixMIM pretraining: RandomResizedCrop(224, scale 0.2-1, bicubic) + horizontal flip
 # (facebookresearch/mae main_pretrain.py; LightDXY/BootMAE datasets.py; Sense-X/MixMIM main_pretrain.py).
 from mmcv.transforms import RandomFlip
-from mmengine.dataset import DefaultSampler, default_collate, pseudo_collate
+from mmengine.dataset import DefaultSampler, default_collate
 from mmpretrain.datasets import ImageNet, PackInputs, RandomResizedCrop
 from mmpretrain.models import SelfSupDataPreprocessor
 
@@ -11,6 +11,7 @@ from mim_zoo.engine.pipeline import (
                                      DeferredRandomFlip,
                                      NvJpegDataPreprocessor,
                                      PackEncodedInputs,
+                                     collate_encoded,
 )
 from mim_zoo.engine.transforms import CheckedLoadImage
 
@@ -26,7 +27,8 @@ data_preprocessor = dict(type=SelfSupDataPreprocessor, mean=[123.675, 116.28, 10
 # The input pipeline, one switch: `--cfg-options pipeline_impl=mmpretrain` (tools/train.py installs the choice after
 # the overrides: mim_zoo.engine.pipeline.apply_pipeline_impl). The three give the same output distribution
 # (benchmarks/README.md, "4. The input pipeline"):
-#   "fast"        decode each JPEG at the smallest DCT scale that keeps the crop >= img_size, crop, then resize
+#   "fast"        the crop box sampled from the file's header, the JPEG decoded at the smallest DCT scale that keeps
+#                 the crop >= 2 x img_size (1/2, 1/4, 1/8; OpenCV), crop, then resize with torch's Pillow-filter kernels
 #   "mmpretrain"  mmpretrain's transforms: full decode (OpenCV), crop, Pillow resize, flip
 #   "nvjpeg"      CUDA only: the workers read the files and sample the crop boxes; the data preprocessor decodes the
 #                 batch with nvjpeg and crops, resizes and flips on the GPU
@@ -45,7 +47,7 @@ pipelines = dict(
     nvjpeg=dict(pipeline=[dict(type=DecodeRandomResizedCrop, **crop, decode="device", on_corrupt="raise"),
                           dict(type=DeferredRandomFlip, prob=0.5),
                           dict(type=PackEncodedInputs)],
-                collate_fn=dict(type=pseudo_collate), data_preprocessor=NvJpegDataPreprocessor),
+                collate_fn=dict(type=collate_encoded), data_preprocessor=NvJpegDataPreprocessor),
 )
 train_pipeline = pipelines[pipeline_impl]["pipeline"]
 train_dataloader = dict(
