@@ -135,7 +135,7 @@ def to_markdown(results: dict[str, Any], level: int = 1) -> str:
     s, m, im = results["settings"], results["machine"], results["images"]
     h1, h2 = "#" * level, "#" * (level + 1)
     workers = [str(w) for w in s["workers"]]
-    source = s["images"] or "synthetic photograph-like JPEGs (mim_zoo.synthetic.photos)"
+    source = s["images"] or "synthetic photograph-like JPEGs, mim_zoo.synthetic.photos"
     lines = [f"{h1} Input pipeline: decode + RandomResizedCrop + flip + batch ({m['device']}, batch "
              f"{s['batch_size']})", "",
              f"{im['count']} images ({source}): mean {im['mean_width']:.0f} x {im['mean_height']:.0f} "
