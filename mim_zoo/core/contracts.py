@@ -10,6 +10,7 @@ Every seam an algorithm plugs a part into has a protocol here (PEP 544, all ``@r
   :class:`HierarchicalEncoderProtocol` (multi-stage, ``MixMIMEncoder``: MixMAE). An algorithm names the one it
   drives in ``BaseMIM.encoder_protocol``.
 * :class:`DecoderProtocol`: MAE-style decoders (``MAEDecoder``, BootMAE's target-aware decoders).
+* :class:`LayerDepthProtocol`: downstream backbones that support layer-wise learning-rate decay.
 
 A plugin is checked once, where it meets the algorithm that uses it (``BaseMIM.__init__`` for the encoder and the
 mask generator, ``BaseMIM.build_target`` for targets, the algorithm for its decoders), by :func:`check_plugin`:
@@ -205,6 +206,16 @@ class DecoderProtocol(Protocol):
     def __call__(self, latent: Tensor, restore_idx: Tensor, block_feats: dict[int, Tensor] | None = None) -> Tensor:
         """``latent [B, P + K, D_enc]``, ``restore_idx [B, L]`` (:func:`mim_zoo.core.tokens.mask_to_indices`) ->
         ``[B, L, out_dim]`` in raster order."""
+
+
+# --- downstream backbones ---------------------------------------------------------------------------------------
+@runtime_checkable
+class LayerDepthProtocol(Protocol):
+    """A model or backbone that places each parameter at a depth, for layer-wise lr decay (mmpretrain's
+    ``get_layer_depth`` convention; mim_zoo's downstream ViT backbones implement it)."""
+
+    def get_layer_depth(self, param_name: str, prefix: str = "") -> tuple[int, int]:
+        """``(depth, num_layers)`` of the parameter ``param_name`` (stem 0, block ``i`` at ``i + 1``)."""
 
 
 # Contracts whose plugins must also be ``nn.Module`` s (they hold state, move with the model, follow train/eval).

@@ -6,8 +6,9 @@ Official code: https://github.com/LightDXY/BootMAE (MIT License), read at d604b1
 * Encoder: a plain ViT with fixed 2-D sin-cos positions in MoCo-v3 layout (``model.py:
   build_2d_sincos_position_embedding``), no layer-scale (blocks built with ``init_values=None``), q/v biases, LN eps
   1e-6, BootMAE init (``model.py:__init__``: :func:`init_bootmae_vit`, registered as ``ENCODER_INITS["bootmae"]``)
-  -> ``ViTEncoder(pos_embed="sincos", sincos_layout="mocov3", init="bootmae")``. timm's fused qkv bias also has a key bias; it is equivalent because a key bias adds the same
-  ``q . b_k`` to every logit of a query and cancels in the softmax (the converter fills it with zeros).
+  -> ``ViTEncoder(pos_embed="sincos", sincos_layout="mocov3", init="bootmae")``. timm's fused qkv bias also has a
+  key bias; it is equivalent because a key bias adds the same ``q . b_k`` to every logit of a query and cancels in
+  the softmax (the converter fills it with zeros).
 * Momentum encoder (``train.py``, timm ``ModelEma``, ``model.py:get_feature``): an EMA copy of the encoder sees the
   full unmasked image; the target is the last block's output *before* the final norm, compared after a
   parameter-free ``LayerNorm(eps=1e-6)`` on both sides -> ``mim_zoo.core.targets.MomentumTarget``. The momentum is set
