@@ -33,10 +33,11 @@ from mim_zoo.registry import ENCODER_INITS, MASK_GENERATORS, MODELS, TARGET_GENE
 
 from .conftest import REPO, TINY_VIT, registered_algorithms, tiny_config_path
 from .test_masking import EXAMPLES as MASK_EXAMPLES
+from .test_targets import TEACHER_ARCH
+from .test_targets import example as target_example
 
 TINY_MIXMIM = dict(type="MixMIMEncoder", arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2]),
                    img_size=64, patch_size=2, window_size=[8, 8, 4, 4])
-TEACHER_ARCH = dict(img_size=32, patch_size=4, embed_dim=48, depth=2, num_heads=3)
 DECODER_ARGS = dict(in_dim=64, grid_size=(8, 8), out_dim=48, embed_dim=32, depth=1, num_heads=4)
 
 # MODELS entries that are not algorithms: (example config, protocol). MixMAEDecoder is MixMAE's own two-stream
@@ -57,16 +58,11 @@ ENCODER_INIT_FAMILIES = {"mae": TINY_VIT, "bootmae": TINY_VIT, "mixmim": TINY_MI
 
 @pytest.fixture(scope="module")
 def teacher_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny timm ViT saved as a plain state dict, for the TeacherTarget example of tests/test_targets.py."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("teacher") / "tiny_vit.pth"
-    torch.save(timm.create_model("vit_tiny_patch16_224", num_classes=0, **TEACHER_ARCH).state_dict(), path)
+    torch.save(timm.create_model(pretrained=False, num_classes=0, **TEACHER_ARCH).state_dict(), path)
     return str(path)
-
-
-def target_example(name: str, teacher_file: str) -> dict:
-    examples = {"PixelTarget": {}, "MomentumTarget": {},
-                "TeacherTarget": dict(arch="vit_tiny_patch16_224", checkpoint=teacher_file, model_kwargs=TEACHER_ARCH)}
-    return dict(type=name, **examples[name])
 
 
 def build_algorithm(name: str) -> nn.Module:
