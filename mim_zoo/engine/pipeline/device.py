@@ -22,16 +22,15 @@ from mmpretrain.structures import DataSample
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from ...core.registry import MODELS
 from ..transforms import CorruptImageError
 from .geometry import CropBox, orient, resized_crop
 
 _FLIP_DIMS = {"horizontal": (-1,), "vertical": (-2,), "diagonal": (-2, -1)}  # mmcv RandomFlip's directions
 
 
-@MODELS.register_module()
 class NvJpegDataPreprocessor(SelfSupDataPreprocessor):
-    """mmpretrain's ``SelfSupDataPreprocessor`` for a pipeline that leaves decoding to the device.
+    """mmpretrain's ``SelfSupDataPreprocessor`` for a pipeline that leaves decoding to the device (named by class in
+    the config, as its parent is: no entry in mim_zoo's ``MODELS``, which holds the plugin seams).
 
     Takes :func:`collate_encoded`'s batch (or ``pseudo_collate``'s): per image, either the bytes of a JPEG (``[N]``
     uint8) or pixels the worker decoded because nvjpeg cannot (``[3, h, w]`` uint8 RGB: non-JPEG or CMYK files), and
