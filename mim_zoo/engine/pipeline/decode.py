@@ -1,7 +1,8 @@
 """Reading and random-resized-cropping an image in one step, decoding only what the crop needs.
 
 :class:`DecodeRandomResizedCrop` replaces ``[LoadImageFromFile, RandomResizedCrop]`` (mmcv, mmpretrain) with the
-same output distribution at about twice the images/s per core (``benchmarks/pipeline.py``):
+same output distribution at about 1.7x the images/s per core (``benchmarks/pipeline.py``; the decode, which both
+pay, is half of its time):
 
 1. read the file's bytes (mmengine ``fileio``, as ``LoadImageFromFile``) and parse its header only (Pillow's lazy
    ``Image.open``): size, format, mode, EXIF orientation;
