@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # `python benchmarks/throughput.py`
 import torch  # noqa: E402
 
 from .common import (REPO, bf16_supported, build_algorithm, build_optimizer, combos, count_parameters,  # noqa: E402
-                     input_size, load_config, machine_info, paper_config, parse_assignments, quiet_mmengine,
+                     describe_encoder, input_size, load_config, machine_info, paper_config, parse_assignments, quiet_mmengine,
                      registered_algorithms, replace_readme_section, tiny_config, total_loss)
 from .measure import Subject, matmul_peak, step_flops, step_peak_memory, timed_step  # noqa: E402
 from .peers import MAEGeometry, mmpretrain_mae, official_mae  # noqa: E402
@@ -90,7 +90,7 @@ def algorithm_subject(algorithm: str, settings: Settings, device: torch.device,
     encoder = model.encoder
     info = {"config": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path), "options": options or {},
             "optimizer": {k: getattr(v, "__name__", v) for k, v in optimizer_cfg.items()}, "notes": notes,
-            "encoder": f"{type(encoder).__name__}({getattr(encoder, 'arch', '')}, dim {encoder.embed_dim})"}
+            "encoder": describe_encoder(encoder)}
     return Subject(name=name, model=model, loss=loss, optimizer=optimizer, after_step=after_step,
                    image_size=input_size(model.encoder), group=algorithm, info=info)
 
