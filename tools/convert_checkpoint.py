@@ -41,8 +41,8 @@ CONFIG_ROOT = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), "configs
 def becomes(layout: SourceLayout) -> str:
     if layout.kind == "teacher":
         return "a timm ViT state dict, for TeacherTarget(arch, checkpoint=DST) or timm's pretrained_cfg_overlay"
-    if not layout.configs:
-        return "the same checkpoint without its training state, with the config saved in it"
+    if layout.own_config:
+        return "the same checkpoint without its training state, with the config saved in it (or --config)"
     return "a mim_zoo checkpoint of " + " or ".join(f"configs/{c}" for c in layout.configs) + " (or --config)"
 
 

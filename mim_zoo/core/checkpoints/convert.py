@@ -69,7 +69,7 @@ def convert_checkpoint(checkpoint: Any, layout: str, source: str, configs: Seque
         checkpoint: what ``torch.load`` returned (or a TorchScript archive's state dict, for teachers).
         layout: a :data:`~.sources.SOURCES` name.
         source: the file's path, recorded in the meta.
-        configs: candidate configs, tried in order; a ``mim_zoo`` file without one keeps its own.
+        configs: candidate configs, tried in order; files that carry their own config keep it when none is given.
     """
     entry = source_layout(layout)
     try:
@@ -78,17 +78,27 @@ def convert_checkpoint(checkpoint: Any, layout: str, source: str, configs: Seque
         raise ConversionError(f"{source!r} is not a {entry.name} checkpoint: {err}") from err
     info = dict(converted_from=osp.basename(source), layout=entry.name, kind=entry.kind)
     if entry.kind == "teacher":
-        info.update(arch=entry.arch, model_kwargs=model_kwargs_of(state))
-        saved = dict(state_dict=state, meta=dict(mim_zoo=info))
-        return ConversionResult(saved, fit_report(teacher_model(entry.arch, info["model_kwargs"], state), state), entry)
-    if entry.name == "mim_zoo" and not configs:
-        model_cfg = saved_model_config(checkpoint, source)
-        report = fit_report(build_saved_algorithm(model_cfg), state)
-        if not report.ok:
-            raise CheckpointError(f"{source} does not fit the config saved in it:\n{report.summary()}")
-        meta = dict(checkpoint["meta"], mim_zoo=dict(checkpoint["meta"].get("mim_zoo", {}), **info))
-        return ConversionResult(dict(state_dict=state, meta=meta), report, entry)
+        return _teacher(state, entry, info)
+    if entry.own_config and not configs:
+        return _with_own_config(checkpoint, state, entry, info, source)
     cfg, config, report = fit_config(state, entry, configs)
     info.update(config=config, absent=list(entry.absent), cfg_options=dict(entry.cfg_options))
     meta = dict(cfg=cfg.pretty_text, epoch=entry.epoch(checkpoint), mim_zoo=info)
     return ConversionResult(dict(state_dict=state, meta=meta), report, entry, config)
+
+
+def _teacher(state: StateDict, entry: SourceLayout, info: dict) -> ConversionResult:
+    """A timm state dict, its architecture and sizes in ``meta['mim_zoo']`` (for ``--check``)."""
+    info.update(arch=entry.arch, model_kwargs=model_kwargs_of(state))
+    report = fit_report(teacher_model(entry.arch, info["model_kwargs"], state), state)
+    return ConversionResult(dict(state_dict=state, meta=dict(mim_zoo=info)), report, entry)
+
+
+def _with_own_config(checkpoint: Any, state: StateDict, entry: SourceLayout, info: dict,
+                     source: str) -> ConversionResult:
+    """A file that carries its config (mim_zoo's own): checked against it, its meta kept."""
+    report = fit_report(build_saved_algorithm(saved_model_config(checkpoint, source)), state)
+    if not report.ok:
+        raise CheckpointError(f"{source} does not fit the config saved in it:\n{report.summary()}")
+    meta = dict(checkpoint["meta"], mim_zoo=dict(checkpoint["meta"].get("mim_zoo", {}), **info))
+    return ConversionResult(dict(state_dict=state, meta=meta), report, entry)

@@ -24,4 +24,5 @@ register_source(SourceLayout(
     files="work_dirs/<config>/epoch_N.pth (tools/train.py; mmengine state_dict + meta['cfg'])",
     convert=mim_zoo_to_mim_zoo,
     epoch=mmengine_epoch,
+    own_config=True,
 ))

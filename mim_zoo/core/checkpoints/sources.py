@@ -57,6 +57,7 @@ class SourceLayout:
             encoder-only release): a run continued from it initialises them.
         epoch: the epochs the file had completed, for the converted file's ``meta['epoch']``.
         arch: for teachers, the timm architecture (family) of the converted state dict.
+        own_config: the files carry their mim_zoo config (``meta['cfg']``), kept when no config is given.
     """
 
     name: str
@@ -69,6 +70,7 @@ class SourceLayout:
     absent: tuple[str, ...] = ()
     epoch: Callable[[Any], int | None] = official_epoch
     arch: str | None = None
+    own_config: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
