@@ -113,10 +113,11 @@ def check_checkpoint(path: str | os.PathLike) -> FitReport:
     info = ckpt.get("meta", {}).get("mim_zoo", {})
     if info.get("kind") == "teacher":
         return fit_report(teacher_of(ckpt["state_dict"], info, source).teacher, ckpt["state_dict"])
+    model_cfg = saved_model_config(ckpt, source)
     try:
-        model = build_saved_algorithm(saved_model_config(ckpt, source))
-    except (KeyError, TypeError, ValueError) as err:
-        if isinstance(err, CheckpointError):
-            raise
+        model = build_saved_algorithm(model_cfg)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError) as err:  # a constructor refusing the saved arguments
         raise CheckpointError(f"the algorithm saved in {source} cannot be built: {err}") from err
     return fit_report(model, ckpt["state_dict"], absent=info.get("absent", ()))

@@ -32,7 +32,9 @@ def optimizer_stepped(optim_wrapper: Any) -> bool:
 
     Under gradient accumulation (``optim_wrapper.accumulative_counts = k``) mmengine's ``OptimWrapper`` steps on
     every k-th backward and on the last iteration (``should_update``); read after ``update_params``, the same test
-    says whether this iteration stepped. An ``OptimWrapperDict`` stepped when any of its wrappers did.
+    says whether this iteration stepped. An ``OptimWrapperDict`` stepped when any of its wrappers did. A step that
+    AMP's loss scaler skips (non-finite gradients) still counts, as in the official loop, whose EMA update follows
+    the accumulation boundary alone.
     """
     if isinstance(optim_wrapper, OptimWrapperDict):
         return any(optimizer_stepped(wrapper) for wrapper in optim_wrapper.values())
