@@ -6,9 +6,10 @@
 The mim_zoo columns come from the ``results.json`` files that ``tools/benchmark.py`` writes for a full-scale
 pretraining checkpoint (method, pretraining epochs, linear / fine-tune top-1, ADE20K mIoU, COCO box / mask AP);
 a result fills the row of the same method and epochs. Paper numbers are the ``Results`` of the catalogue's
-metafiles (``configs/<algo>/metafile.yml``), with the tags of ``/work/shared/METHODS.md`` (``source`` column): [README] the official repository's README, [abstract] the
-paper's abstract, [mmpretrain] mmpretrain's reproduction, [derived] arithmetic on tagged numbers, [UNVERIFIED] not
-checked against the paper body, [secondary] a secondary summary.
+metafiles (``configs/<algo>/metafile.yml``), with the tags of ``/work/shared/METHODS.md`` (``source`` column):
+[README] the official repository's README, [abstract] the paper's abstract, [mmpretrain] mmpretrain's reproduction,
+[derived] arithmetic on tagged numbers, [UNVERIFIED] not checked against the paper body, [secondary] a secondary
+summary.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Large-model configs offer mmengine's FSDP and DeepSpeed strategies: every config the catalogue lists with
-``Strategy: FSDP`` or ``DeepSpeed ZeRO-2`` builds, its strategy builds, and FSDP's wrap policy shards the model block by block. (Running
-them needs CUDA GPUs; on a CPU machine tools/train.py refuses them with a clear message, which is checked too.)"""
+``Strategy: FSDP`` or ``DeepSpeed ZeRO-2`` builds, its strategy builds, and FSDP's wrap policy shards the model block
+by block. (Running them needs CUDA GPUs; on a CPU machine tools/train.py refuses them with a clear message, which is
+checked too.)"""
 
 from __future__ import annotations
 

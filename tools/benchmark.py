@@ -30,9 +30,9 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 
 import mim_zoo  # noqa: E402,F401  (registers the encoders, applies the compatibility fixes)
+from mim_zoo.core.checkpoints.read import CheckpointError, load_pretrained_encoder  # noqa: E402
 from mim_zoo.engine.benchmark import TASKS, markdown_table, run_task, update_results  # noqa: E402
 from mim_zoo.engine.catalogue import load_catalogue  # noqa: E402
-from mim_zoo.core.checkpoints.read import CheckpointError, load_pretrained_encoder  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,21 +88,21 @@ def main(argv: list[str] | None = None) -> None:
     try:
         pretrained = load_pretrained_encoder(args.checkpoint)
         catalogue = load_catalogue(ROOT)
-        configs = {task: catalogue.recipe(task, pretrained.method, pretrained.canonical, args.protocol, args.tiny).config
+        recipes = {task: catalogue.recipe(task, pretrained.method, pretrained.canonical, args.protocol, args.tiny)
                    for task in args.tasks}
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
-    for task, config in configs.items():
+    for task, recipe in recipes.items():
         if args.gpus > 1 and args.launcher == "none":
             cmd = torchrun_command(args, task, work_dir)
             print(shlex.join(cmd))
             if not args.dry_run:
                 subprocess.run(cmd, check=True)
             continue
-        record = run_task(catalogue.path(config), args.checkpoint, osp.join(work_dir, task), args.launcher, args.amp,
-                          args.cfg_options)
+        record = run_task(catalogue.path(recipe.config), args.checkpoint, osp.join(work_dir, task), args.launcher,
+                          args.amp, args.cfg_options)
         if is_main_process():
-            update_results(results_file, pretrained, task, config, record, args.name)
+            update_results(results_file, pretrained, task, recipe.config, record, args.name)
     if is_main_process() and osp.exists(results_file) and not args.dry_run:
         with open(results_file) as f:
             print(markdown_table([json.load(f)]))

@@ -18,8 +18,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]  # this checkout: its catalogue and READMEs
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from mim_zoo.engine.catalogue import (TASKS, Catalogue, Collection, Recipe, load_catalogue,  # noqa: E402
-                                      readme_section, replace_readme_section)
+from mim_zoo.engine.catalogue import (  # noqa: E402
+    TASKS,
+    Catalogue,
+    Collection,
+    Recipe,
+    load_catalogue,
+    readme_section,
+    replace_readme_section,
+)
 
 README = "README.md"
 BENCHMARKS_README = "configs/benchmarks/README.md"
