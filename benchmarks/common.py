@@ -128,8 +128,7 @@ def build_algorithm(cfg: Config, random_teachers: bool = True) -> tuple[nn.Modul
     model_cfg = copy.deepcopy(cfg.model)
     notes = randomize_teachers(model_cfg) if random_teachers else []
     model = MODELS.build(model_cfg)
-    if hasattr(model, "init_weights"):
-        model.init_weights()  # what the Runner does before training (encoders keep their official init)
+    model.init_weights()  # what the Runner does before training (encoders keep their official init)
     return model.train(), notes
 
 
@@ -156,6 +155,13 @@ def input_size(encoder: nn.Module) -> tuple[int, int]:
     """``(H, W)`` of the images an encoder was built for: its token grid times its output stride."""
     grid, patch = encoder.grid_size, encoder.patch_size
     return grid[0] * patch, grid[1] * patch
+
+
+def describe_encoder(encoder: nn.Module) -> str:
+    """What identifies an encoder's architecture, from its ``EncoderProtocol`` members (and its size)."""
+    grid = encoder.grid_size
+    return (f"{type(encoder).__name__}(dim {encoder.embed_dim}, {grid[0]}x{grid[1]} tokens of {encoder.patch_size} "
+            f"px, {count_parameters(encoder)['total'] / 1e6:.1f}M params)")
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -29,8 +29,8 @@ if __package__ in (None, ""):  # `python benchmarks/throughput.py`
 import torch  # noqa: E402
 
 from .common import (CATALOGUE, REPO, bf16_supported, build_algorithm, build_optimizer,  # noqa: E402
-                     count_parameters, input_size, load_config, machine_info, parse_assignments, quiet_mmengine,
-                     replace_readme_section, total_loss)
+                     count_parameters, describe_encoder, input_size, load_config, machine_info, parse_assignments,
+                     quiet_mmengine, replace_readme_section, total_loss)
 from .measure import Subject, matmul_peak, step_flops, step_peak_memory, timed_step  # noqa: E402
 from .peers import MAEGeometry, mmpretrain_mae, official_mae  # noqa: E402
 from .throughput_report import summarise, to_markdown, write_reports  # noqa: E402
@@ -90,7 +90,7 @@ def algorithm_subject(algorithm: str, settings: Settings, device: torch.device,
     encoder = model.encoder
     info = {"config": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path), "options": options or {},
             "optimizer": {k: getattr(v, "__name__", v) for k, v in optimizer_cfg.items()}, "notes": notes,
-            "encoder": f"{type(encoder).__name__}({getattr(encoder, 'arch', '')}, dim {encoder.embed_dim})"}
+            "encoder": describe_encoder(encoder)}
     return Subject(name=name, model=model, loss=loss, optimizer=optimizer, after_step=after_step,
                    image_size=input_size(model.encoder), group=algorithm, info=info)
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mim_zoo.registry import MODELS
+from mim_zoo.core.contracts import PixelTargetProtocol
 from mim_zoo.engine.config import prepare_config
+from mim_zoo.registry import MODELS
 
 from .conftest import CATALOGUE, REPO
 
@@ -121,6 +122,6 @@ def test_reconstruct_returns_a_picture(config):
     images = batch(model)
     out = model(images, mode="predict")
     assert out["mask"].shape[0] == images.shape[0]
-    if any(hasattr(t, "to_pixels") for t in model.targets()):
+    if any(isinstance(t, PixelTargetProtocol) for t in model.targets()):
         assert out["reconstruction"].shape == images.shape
         assert torch.isfinite(out["reconstruction"]).all()
