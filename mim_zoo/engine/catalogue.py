@@ -28,6 +28,9 @@ What the code states already is not repeated: the parts an algorithm is defined 
 (:class:`mim_zoo.core.algorithms.BaseMIM`), and the contents of a config are the config's. The tests check that the
 metafiles agree with the configs and the registry and that every config on disk is listed.
 
+The module belongs to the engine: it describes runs (configs, downstream recipes, evaluator keys), not models, and
+imports nothing from the package, so any tier above the core, the tools and the tests can ask it.
+
 Where the catalogue is: :func:`load_catalogue` reads ``ROOT/model-index.yml``, ``ROOT`` being its argument, else
 ``$MIM_ZOO_ROOT``, else the current directory. The package never derives it from its own location. From a clone's
 root (where the configs' relative data paths resolve too) everything works, installed editable or not; tools pass
