@@ -15,6 +15,7 @@ from mmengine.config import Config
 from mmengine.utils import import_modules_from_strings
 
 from .config_checks import check_config_types, check_dataset_root, check_strategy, drop_disabled_hooks
+from .pipeline import apply_pipeline_impl
 from .reliability import find_resume_checkpoint
 
 
@@ -31,6 +32,7 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
     check_config_types(cfg)  # after custom_imports: they may register the types
     check_strategy(cfg)
     drop_disabled_hooks(cfg)
+    apply_pipeline_impl(cfg)  # pipeline_impl: the input pipeline, its collate function and data preprocessor
     make_synthetic_data(cfg)
     _check_data_root(cfg)
     if amp:

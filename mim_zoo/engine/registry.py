@@ -12,7 +12,7 @@ from mmengine.registry import Registry
 
 HOOKS = Registry("hook", parent=mmengine_registry.HOOKS, scope="mim_zoo", locations=["mim_zoo.engine.hooks"])
 TRANSFORMS = Registry("transform", parent=mmengine_registry.TRANSFORMS, scope="mim_zoo",
-                      locations=["mim_zoo.engine.transforms"])
+                      locations=["mim_zoo.engine.transforms", "mim_zoo.engine.pipeline"])
 
 RUNNER_REGISTRIES = {
     name: Registry(name.lower(), parent=getattr(mmengine_registry, name), scope="mim_zoo")

@@ -38,8 +38,9 @@ class PreflightHook(Hook):
 
     * ``model.check_batch_size(n)`` (e.g. MixMAE: ``n`` must be even) for every per-process batch size the loader
       yields, including a last partial batch when ``drop_last=False``;
-    * one training sample (drawn without touching the training random streams) against the encoder's
-      ``check_input`` (``EncoderProtocol``: the image size the encoder was built for).
+    * one training sample (drawn without touching the training random streams, collated and preprocessed as in
+      training) against the encoder's ``check_input`` (``EncoderProtocol``: the image size the encoder was built
+      for).
     """
 
     priority = "VERY_HIGH"
@@ -51,7 +52,7 @@ class PreflightHook(Hook):
         loader = runner.train_dataloader
         self._check_batch_sizes(model, loader, runner.world_size)
         if len(loader.dataset):
-            self._check_image_size(model.encoder, loader)
+            self._check_image_size(model, loader)
 
     @staticmethod
     def _check_batch_sizes(model: BaseMIM, loader: Any, world: int) -> None:
@@ -64,10 +65,11 @@ class PreflightHook(Hook):
                                  f"drop_last={loader.drop_last}): {err}") from err
 
     @staticmethod
-    def _check_image_size(encoder: EncoderProtocol, loader: Any) -> None:
-        with rng_isolated():
-            sample = loader.dataset[0]["inputs"]
-        sample = sample[0] if isinstance(sample, (list, tuple)) else sample
+    def _check_image_size(model: BaseMIM, loader: Any) -> None:
+        with rng_isolated(), torch.no_grad():  # one sample as the model receives it (pipelines may decode late)
+            batch = model.data_preprocessor(loader.collate_fn([loader.dataset[0]]), False)["inputs"]
+        sample = (batch[0] if isinstance(batch, (list, tuple)) else batch)[0]
+        encoder: EncoderProtocol = model.encoder
         try:
             encoder.check_input(torch.zeros(1, *sample.shape))
         except ValueError as err:
