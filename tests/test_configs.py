@@ -1,14 +1,13 @@
 """Every pretraining config loads, its derived numbers are computed from the recipe, full-size models build."""
 
-from pathlib import Path
-
 import pytest
 from mmengine.config import Config
 
 from mim_zoo.registry import MODELS
 
-REPO = Path(__file__).resolve().parents[1]
-PRETRAIN_CONFIGS = sorted(p for p in (REPO / "configs").glob("*/*.py") if p.parent.name not in ("_base_", "benchmarks"))
+from .conftest import CATALOGUE, REPO
+
+PRETRAIN_CONFIGS = CATALOGUE.configs()
 
 
 @pytest.mark.parametrize("path", PRETRAIN_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")

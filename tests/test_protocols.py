@@ -31,7 +31,7 @@ from mim_zoo.core.tokens import patchify
 from mim_zoo.engine.config import prepare_config
 from mim_zoo.registry import ENCODER_INITS, MASK_GENERATORS, MODELS, TARGET_GENERATORS, registered_names
 
-from .conftest import REPO, TINY_VIT, registered_algorithms, tiny_config_path
+from .conftest import CATALOGUE, REPO, TINY_VIT, registered_algorithms
 from .test_masking import EXAMPLES as MASK_EXAMPLES
 from .test_targets import TEACHER_ARCH
 from .test_targets import example as target_example
@@ -67,7 +67,7 @@ def teacher_file(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def build_algorithm(name: str) -> nn.Module:
     torch.manual_seed(0)
-    return MODELS.build(prepare_config(Config.fromfile(str(tiny_config_path(name)))).model)
+    return MODELS.build(prepare_config(Config.fromfile(str(CATALOGUE.tiny_config(name)))).model)
 
 
 def tiny_images(encoder: nn.Module, batch: int = 4) -> Tensor:
@@ -108,7 +108,7 @@ def test_target_implements_its_protocol_once_bound(name, teacher_file):
     assert isinstance(target, PixelTargetProtocol) == (TARGET_PROTOCOLS[name] is PixelTargetProtocol)
 
 
-@pytest.mark.parametrize("name", registered_algorithms())
+@pytest.mark.parametrize("name", CATALOGUE.algorithms())
 def test_algorithm_holds_plugins_of_the_protocols_it_declares(name):
     model = build_algorithm(name)
     assert isinstance(model.encoder, type(model).encoder_protocol)
@@ -237,7 +237,7 @@ def test_plugins_that_only_implement_the_protocol_are_first_class(images):
 
 
 # --- one mask path --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", registered_algorithms())
+@pytest.mark.parametrize("name", CATALOGUE.algorithms())
 def test_resolve_mask_always_returns_the_mask(name):
     model = build_algorithm(name).eval()
     images = tiny_images(model.encoder)

@@ -23,7 +23,9 @@ The plugins are held to their protocols (:mod:`mim_zoo.core.contracts`) when the
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 from mmengine.model import BaseModel
@@ -41,10 +43,31 @@ class BaseMIM(BaseModel, metaclass=ABCMeta):
         masking: a mask generator or its config (``mim_zoo.core.masking``).
         data_preprocessor: mmengine data preprocessor config (normalisation, BGR->RGB).
         init_cfg: mmengine init config.
+
+    A subclass states the parts it is defined with in :attr:`default_parts` and builds each through
+    :meth:`part_config`, so the defaults are written once: the constructor uses them, and a checkpoint whose config
+    swaps one for another type is told apart from the algorithm (``mim_zoo.engine.benchmark.method_label``).
     """
 
     encoder_protocol: type = EncoderProtocol  # the encoder contract the algorithm drives (contracts.py)
     mask_context_keys: tuple[str, ...] = ()  # the mask-generator context keys :meth:`mask_context` can supply
+
+    #: ``{constructor argument: config used when the argument is not given}``, e.g. MAE's
+    #: ``{"masking": {"type": "RandomMasking", "ratio": 0.75}, ...}``.
+    default_parts: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
+
+    @classmethod
+    def part_config(cls, slot: str, given: Any = None) -> Any:
+        """What to build for the part ``slot``: ``given`` if it is built or names a ``type``; otherwise the default
+        config, updated with the arguments of ``given`` (a dict without ``type`` keeps the default's type)."""
+        if given is not None and not (isinstance(given, Mapping) and "type" not in given):
+            return given
+        return {**cls.default_parts[slot], **(given or {})}
+
+    @classmethod
+    def default_types(cls) -> dict[str, str]:
+        """``{slot: class name}`` of :attr:`default_parts` (``{"masking": "RandomMasking", ...}``)."""
+        return {slot: _type_name(cfg["type"]) for slot, cfg in cls.default_parts.items()}
 
     def __init__(self, encoder: nn.Module | dict, masking: Any, data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
@@ -192,3 +215,8 @@ class BaseMIM(BaseModel, metaclass=ABCMeta):
         """The encoder alone as a plain state dict of its canonical implementation (``encoder.canonical``: timm for
         ViTs), loadable into ``encoder.build_canonical()`` without missing keys."""
         return self.encoder.export_state_dict()
+
+
+def _type_name(type_: Any) -> str:
+    """The class name of a config ``type``: a class, a registered name or a dotted path."""
+    return type_.__name__ if isinstance(type_, type) else str(type_).rsplit(".", 1)[-1]

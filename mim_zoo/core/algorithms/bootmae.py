@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -304,26 +305,31 @@ class BootMAE(BaseMIM):
     """
 
     encoder_protocol = PlainEncoderProtocol  # forward_visible with the block outputs the decoders cross-attend to
+    default_parts = MappingProxyType({
+        "masking": {"type": "BlockMasking"},
+        "pixel_target": {"type": "PixelTarget", "norm": "patch_channel"},
+        "feature_target": {"type": "MomentumTarget"},
+        "pixel_decoder": {"type": BootMAEPixelDecoder},
+        "feature_decoder": {"type": BootMAEFeatureDecoder},
+    })
 
     def __init__(self, encoder: nn.Module | dict, masking: dict | object = None,
                  pixel_target: nn.Module | dict | None = None, feature_target: nn.Module | dict | None = None,
                  pixel_decoder: nn.Module | dict | None = None, feature_decoder: nn.Module | dict | None = None,
                  center_weighting: bool = True, data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
-        super().__init__(encoder, masking or dict(type="BlockMasking"), data_preprocessor, init_cfg)
-        self.pixel_target = self.build_target(pixel_target or dict(type="PixelTarget", norm="patch_channel"),
-                                              PixelTargetProtocol, "pixel_target")
-        self.feature_target = self.build_target(feature_target or dict(type="MomentumTarget"), slot="feature_target")
-        self.pixel_decoder = self._build_decoder(pixel_decoder, BootMAEPixelDecoder, self.pixel_target.dim,
-                                                 "pixel_decoder")
-        self.feature_decoder = self._build_decoder(feature_decoder, BootMAEFeatureDecoder, self.feature_target.dim,
-                                                   "feature_decoder")
+        super().__init__(encoder, self.part_config("masking", masking), data_preprocessor, init_cfg)
+        self.pixel_target = self.build_target(self.part_config("pixel_target", pixel_target), PixelTargetProtocol,
+                                              "pixel_target")
+        self.feature_target = self.build_target(self.part_config("feature_target", feature_target),
+                                                slot="feature_target")
+        self.pixel_decoder = self._build_decoder("pixel_decoder", pixel_decoder, self.pixel_target.dim)
+        self.feature_decoder = self._build_decoder("feature_decoder", feature_decoder, self.feature_target.dim)
         self.center_weighting = center_weighting
 
-    def _build_decoder(self, cfg: nn.Module | dict | None, default: type, out_dim: int, slot: str) -> nn.Module:
-        if not isinstance(cfg, nn.Module):
-            cfg = {"type": default, **(cfg or {})}
-        decoder = build(MODELS, cfg, in_dim=self.encoder.embed_dim, grid_size=self.encoder.grid_size, out_dim=out_dim)
+    def _build_decoder(self, slot: str, cfg: nn.Module | dict | None, out_dim: int) -> nn.Module:
+        decoder = build(MODELS, self.part_config(slot, cfg), in_dim=self.encoder.embed_dim,
+                        grid_size=self.encoder.grid_size, out_dim=out_dim)
         check_plugin(decoder, DecoderProtocol, f"{type(self).__name__}'s {slot}")
         return decoder
 

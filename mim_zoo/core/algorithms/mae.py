@@ -21,6 +21,7 @@ Written anew against timm's public ViT; no code is copied.
 from __future__ import annotations
 
 from functools import partial
+from types import MappingProxyType
 
 import torch
 from timm.models.vision_transformer import Block
@@ -119,15 +120,18 @@ class MAE(BaseMIM):
     """
 
     encoder_protocol = PlainEncoderProtocol  # forward_visible: the visible tokens alone
+    default_parts = MappingProxyType({
+        "masking": {"type": "RandomMasking", "ratio": 0.75},
+        "target": {"type": "PixelTarget", "norm": "patch"},
+        "decoder": {"type": "MAEDecoder"},
+    })
 
     def __init__(self, encoder: nn.Module | dict, masking: dict | object = None, target: nn.Module | dict | None = None,
                  decoder: dict | None = None, data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
-        super().__init__(encoder, masking or dict(type="RandomMasking", ratio=0.75), data_preprocessor, init_cfg)
-        self.target = self.build_target(target or dict(type="PixelTarget", norm="patch"))
-        if not isinstance(decoder, nn.Module):
-            decoder = {"type": "MAEDecoder", **(decoder or {})}
-        self.decoder = build(MODELS, decoder, in_dim=self.encoder.embed_dim, grid_size=self.encoder.grid_size,
-                             out_dim=self.target.dim)
+        super().__init__(encoder, self.part_config("masking", masking), data_preprocessor, init_cfg)
+        self.target = self.build_target(self.part_config("target", target))
+        self.decoder = build(MODELS, self.part_config("decoder", decoder), in_dim=self.encoder.embed_dim,
+                             grid_size=self.encoder.grid_size, out_dim=self.target.dim)
         check_plugin(self.decoder, DecoderProtocol, f"{type(self).__name__}'s decoder")
 
     def predict_tokens(self, images: Tensor, mask: Tensor) -> Tensor:

@@ -28,6 +28,7 @@ Written anew; no code is copied.
 from __future__ import annotations
 
 from functools import partial
+from types import MappingProxyType
 
 import torch
 from mmpretrain.models.utils import WindowMSA
@@ -161,19 +162,22 @@ class MixMAE(BaseMIM):
     """
 
     encoder_protocol = HierarchicalEncoderProtocol  # embed -> mix -> encode with same-source attention
+    default_parts = MappingProxyType({
+        "masking": {"type": "MixingMask", "ratio": 0.5},
+        "target": {"type": "PixelTarget", "norm": "patch"},
+        "decoder": {"type": MixMAEDecoder},
+    })
 
     def __init__(self, encoder: nn.Module | dict, masking: dict | object = None,
                  target: nn.Module | dict | None = None, decoder: dict | None = None,
                  data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
-        super().__init__(encoder, masking or dict(type="MixingMask", ratio=0.5), data_preprocessor, init_cfg)
-        self.target = self.build_target(target or dict(type="PixelTarget", norm="patch"))
+        super().__init__(encoder, self.part_config("masking", masking), data_preprocessor, init_cfg)
+        self.target = self.build_target(self.part_config("target", target))
         if isinstance(self.target, PixelTargetProtocol) and self.target.patch_size != self.encoder.patch_size:
             raise ValueError(f"the target's patch size {self.target.patch_size} must equal the encoder's output "
                              f"stride {self.encoder.patch_size} (one target patch per output token); leave it unset")
-        if not isinstance(decoder, nn.Module):
-            decoder = {"type": MixMAEDecoder, **(decoder or {})}
-        self.decoder = build(MODELS, decoder, in_dim=self.encoder.embed_dim, grid_size=self.encoder.grid_size,
-                             out_dim=self.target.dim)
+        self.decoder = build(MODELS, self.part_config("decoder", decoder), in_dim=self.encoder.embed_dim,
+                             grid_size=self.encoder.grid_size, out_dim=self.target.dim)
 
     def check_batch_size(self, batch_size: int) -> None:
         """Each image is mixed with its batch mirror, so the per-process batch must be even."""
