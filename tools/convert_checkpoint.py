@@ -7,8 +7,9 @@
     python tools/export.py DST --to timm --out FILE; python tools/benchmark.py DST  # or evaluate it directly
 
 An algorithm layout's result is a mim_zoo pretraining checkpoint: ``state_dict`` in mim_zoo's keys and, in
-``meta['cfg']``, the config it belongs to (``--config``, else the first of the layout's configs whose model takes
-every tensor), so the export and benchmark tools read it like a checkpoint of ``tools/train.py``. A teacher layout's
+``meta['cfg']``, the config it belongs to (``--config``, else the first of its algorithm's paper-size configs in the
+catalogue, base then large, whose model takes every tensor), so the export and benchmark tools read it like a
+checkpoint of ``tools/train.py``. A teacher layout's
 result is a timm state dict for ``TeacherTarget(arch, checkpoint=DST)``.
 
 Official files pickle training arguments (argparse.Namespace), so they are read with ``weights_only=False``:
@@ -33,24 +34,39 @@ from mim_zoo.core.checkpoints.convert import ConversionResult, convert_checkpoin
 from mim_zoo.core.checkpoints.export import EXPORTS  # noqa: E402
 from mim_zoo.core.checkpoints.read import CheckpointError  # noqa: E402
 from mim_zoo.core.targets import is_torchscript, load_checkpoint_file  # noqa: E402
+from mim_zoo.engine.catalogue import Catalogue, CatalogueError, load_catalogue  # noqa: E402
 from mim_zoo.engine.compat import load_trusted  # noqa: E402
 
-CONFIG_ROOT = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), "configs")
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))  # this checkout: its catalogue (model-index.yml), configs
+SCALES = ("base", "large")  # the released official checkpoints' sizes, tried in this order
 
 
-def becomes(layout: SourceLayout) -> str:
+def paper_configs(layout: SourceLayout, catalogue: Catalogue) -> list[str]:
+    """The paper-size configs of the layout's algorithm (the catalogue's, base then large)."""
+    configs = []
+    for scale in SCALES if layout.algorithm else ():
+        try:
+            configs.append(osp.relpath(catalogue.path(catalogue.collection(layout.algorithm).model(scale).config)))
+        except CatalogueError:  # no config of that size
+            continue
+    return configs
+
+
+def becomes(layout: SourceLayout, catalogue: Catalogue) -> str:
     if layout.kind == "teacher":
         return "a timm ViT state dict, for TeacherTarget(arch, checkpoint=DST) or timm's pretrained_cfg_overlay"
     if layout.own_config:
         return "the same checkpoint without its training state, with the config saved in it (or --config)"
-    return "a mim_zoo checkpoint of " + " or ".join(f"configs/{c}" for c in layout.configs) + " (or --config)"
+    return f"a mim_zoo {layout.algorithm} checkpoint of " + " or ".join(paper_configs(layout, catalogue)) + (
+        " (or --config)")
 
 
 def listing() -> str:
+    catalogue = load_catalogue(ROOT)
     lines = ["Source layouts (--from NAME) and the files each expects:"]
     for layout in SOURCES.values():
         lines += [f"  {layout.name:<18} {layout.summary}", f"  {'':<18} files: {layout.files}",
-                  f"  {'':<18} becomes: {becomes(layout)}"]
+                  f"  {'':<18} becomes: {becomes(layout, catalogue)}"]
         if layout.cfg_options:
             lines.append(f"  {'':<18} recorded with: " + " ".join(f"{k}={v}" for k, v in layout.cfg_options.items()))
     lines.append("Export targets (tools/export.py CKPT --to NAME) and what loads them:")
@@ -71,7 +87,7 @@ def convert(src: str, dst: str, layout_name: str, config: str | None) -> Convers
     if config is not None and not osp.isfile(config):
         raise FileNotFoundError(f"config {config!r} does not exist (configs live under configs/<algorithm>/)")
     layout = source_layout(layout_name)
-    configs = [config] if config else [osp.join(CONFIG_ROOT, c) for c in layout.configs]
+    configs = [config] if config else paper_configs(layout, load_catalogue(ROOT))
     result = convert_checkpoint(read_source(src), layout.name, src, configs)
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     torch.save(result.checkpoint, dst)
@@ -96,19 +112,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if not checking_only:
             result = convert(*args.paths, args.layout, args.config)
-            where = f" for {osp.relpath(result.config)}" if result.config else ""
+            where = f" for {result.config}" if result.config else ""
             print(f"wrote {len(result.checkpoint['state_dict'])} tensors ({args.layout} -> mim_zoo{where}) to "
                   f"{args.paths[1]}")
             if result.layout.kind == "algorithm" and result.config:
                 options = " ".join(f"{k}={v}" for k, v in result.layout.cfg_options.items())
-                print(f"continue with: python tools/train.py {osp.relpath(result.config)} --cfg-options "
-                      f"load_from={args.paths[1]} {options}".rstrip())
+                print(f"continue with (any config of this architecture): python tools/train.py {result.config} "
+                      f"--cfg-options load_from={args.paths[1]} {options}".rstrip())
         if args.check:
             report = check_checkpoint(args.paths[-1])
             print(report.summary())
             if not report.ok:
                 sys.exit(f"error: {args.paths[-1]} does not fit its model (see above)")
-    except (CheckpointError, ConversionError, FileNotFoundError, ValueError, KeyError) as err:
+    except (CatalogueError, CheckpointError, ConversionError, FileNotFoundError, ValueError, KeyError) as err:
         sys.exit(f"error: {err}")
 
 

@@ -82,7 +82,7 @@ def test_converted_official_checkpoint_exports_and_benchmarks(tmp_path, capsys):
     dst = str(tmp_path / "mae.pth")
     convert(src, dst, "--from", "mae", "--config", MAE_TINY)
     out = capsys.readouterr().out
-    assert f"continue with: python tools/train.py {MAE_TINY} --cfg-options load_from={dst}" in out
+    assert f"architecture): python tools/train.py {MAE_TINY} --cfg-options load_from={dst}" in out
     pretrained = load_pretrained_encoder(dst)
     assert (pretrained.method, pretrained.epoch) == ("MAE", 10)  # the official file had finished epoch index 9
     load_tool("export").main([dst, "--to", "timm", "--out", str(tmp_path / "timm.pth")])

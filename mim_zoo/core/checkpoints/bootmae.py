@@ -127,5 +127,5 @@ register_source(SourceLayout(
     files="BootMAE_Base_800_PT.pth, BootMAE_Large_800_PT.pth, run_pretraining.py's checkpoint-N.pth "
           "(LightDXY/BootMAE; 'model' and, with --model_ema, 'model_ema')",
     convert=_convert_file,
-    configs=("bootmae/vitb_800e.py", "bootmae/vitl_800e.py"),
+    algorithm="BootMAE",
 ))

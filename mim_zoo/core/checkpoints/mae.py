@@ -41,7 +41,6 @@ _DECODER = [
     ("decoder_norm.", "decoder.norm."),
     ("decoder_pred.", "decoder.pred."),
 ]
-_CONFIGS = ("mae/vitb_800e.py", "mae/vitl_800e.py")  # ViT-B/16, ViT-L/16 (no ViT-H/14 config)
 
 
 def mae_to_mim_zoo(state_dict: StateDict) -> StateDict:
@@ -80,14 +79,14 @@ register_source(SourceLayout(
     files="mae_pretrain_vit_base_full.pth, mae_pretrain_vit_large_full.pth, main_pretrain.py's checkpoint-N.pth "
           "(facebookresearch/mae; state dict under 'model')",
     convert=_convert_full,
-    configs=_CONFIGS,
+    algorithm="MAE",
 ))
 register_source(SourceLayout(
     name="mae_visualize",
     summary="official MAE demo models, trained on raw pixels (the recorded config predicts raw pixels)",
     files="mae_visualize_vit_base.pth, mae_visualize_vit_large.pth (facebookresearch/mae demo/mae_visualize.ipynb)",
     convert=_convert_full,
-    configs=_CONFIGS,
+    algorithm="MAE",
     cfg_options={"model.target.norm": "none"},
 ))
 register_source(SourceLayout(
@@ -95,6 +94,6 @@ register_source(SourceLayout(
     summary="official MAE, encoder only (evaluate, export; a continued run starts a fresh decoder)",
     files="mae_pretrain_vit_base.pth, mae_pretrain_vit_large.pth (facebookresearch/mae README; under 'model')",
     convert=_convert_encoder,
-    configs=_CONFIGS,
+    algorithm="MAE",
     absent=("decoder.",),
 ))

@@ -138,14 +138,13 @@ def _convert_mmpretrain(checkpoint: Any) -> StateDict:
     return mmpretrain_mixmim_to_mim_zoo(state_dict_entry(checkpoint, ("state_dict",)))
 
 
-_CONFIGS = ("mixmae/swinb_600e.py", "mixmae/swinl_600e.py")
 register_source(SourceLayout(
     name="mixmim",
     summary="official MixMIM, encoder and decoder (continue training or evaluate)",
     files="the released base_600ep / large_600ep pretraining files, main_pretrain.py's checkpoint-N.pth "
           "(Sense-X/MixMIM; state dict under 'model')",
     convert=_convert_official,
-    configs=_CONFIGS,
+    algorithm="MixMAE",
 ))
 register_source(SourceLayout(
     name="mixmim_mmpretrain",
@@ -153,7 +152,7 @@ register_source(SourceLayout(
     files="mixmim-base-p16_16xb128-coslr-300e_in1k_20221208-44fe8d2c.pth (mmpretrain's model zoo) or any run of "
           "mmpretrain's mixmim pretraining config (mmengine 'state_dict' with backbone.* and neck.*)",
     convert=_convert_mmpretrain,
-    configs=_CONFIGS,
+    algorithm="MixMAE",
     cfg_options={"model.decoder.norm_eps": 1e-6, "model.decoder.pos_layout": "mocov3"},
     epoch=mmengine_epoch,
 ))

@@ -49,8 +49,9 @@ class SourceLayout:
         convert: the loaded file (any object ``torch.load`` returns) -> mim_zoo state dict.
         kind: ``"algorithm"`` (the state of a mim_zoo algorithm: a pretraining checkpoint of one of its configs) or
             ``"teacher"`` (a timm ViT for :class:`mim_zoo.core.targets.TeacherTarget`).
-        configs: mim_zoo configs (relative to ``configs/``) whose model the files fit, tried in order when no config
-            is given; the first that loads every converted tensor is recorded.
+        algorithm: the registered algorithm whose state the files hold (``"MAE"``); when no config is given, its
+            paper-size configs (base, then large: ``mim_zoo.engine.catalogue``) are tried and the first whose model
+            loads every converted tensor is recorded.
         cfg_options: overrides of the recorded config that make the model compute what the source code computed
             (e.g. mmpretrain's MixMIM decoder eps).
         absent: prefixes of the algorithm's state that files of this layout do not hold (``decoder.`` of an
@@ -65,7 +66,7 @@ class SourceLayout:
     files: str
     convert: Callable[[Any], StateDict]
     kind: str = "algorithm"
-    configs: tuple[str, ...] = ()
+    algorithm: str | None = None
     cfg_options: Mapping[str, Any] = field(default_factory=dict)
     absent: tuple[str, ...] = ()
     epoch: Callable[[Any], int | None] = official_epoch
@@ -77,6 +78,8 @@ class SourceLayout:
             raise ValueError(f"source layout {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if (self.kind == "teacher") != (self.arch is not None):
             raise ValueError(f"source layout {self.name!r}: teacher layouts, and only they, name their timm `arch`")
+        if self.kind == "teacher" and self.algorithm is not None:
+            raise ValueError(f"source layout {self.name!r}: a teacher file belongs to no algorithm")
 
 
 SOURCES: dict[str, SourceLayout] = {}
