@@ -3,10 +3,10 @@
 :func:`convert_checkpoint` applies a :class:`~.sources.SourceLayout` to a loaded file and, for algorithm layouts,
 records the mim_zoo config the weights belong to: the first of the candidate configs whose model loads every
 converted tensor (an explicit one, or the paper-size configs of the layout's algorithm, which ``tools/`` take from
-the catalogue), with the layout's ``cfg_options`` applied. The result
-is an mmengine-style checkpoint: ``state_dict`` in mim_zoo's keys and ``meta['cfg']`` (that config's text, as the
-Runner saves it), so ``load_pretrained_encoder`` (``tools/export.py``, ``tools/benchmark.py``, every downstream
-backbone) rebuilds its encoder, and ``load_from`` continues it. Teacher layouts give a timm state dict instead.
+the catalogue), with the layout's ``cfg_options`` applied. The result is an mmengine-style checkpoint:
+``state_dict`` in mim_zoo's keys and ``meta['cfg']`` (that config's text, as the Runner saves it), so
+``load_pretrained_encoder`` (``tools/export.py``, ``tools/benchmark.py``, every downstream backbone) rebuilds its
+encoder, and ``load_from`` continues it. Teacher layouts give a timm state dict instead.
 """
 
 from __future__ import annotations
