@@ -24,12 +24,11 @@ from mim_zoo.core.algorithms.bootmae import BootMAE, PatchDeEmbed, SelfAttention
 from mim_zoo.core.checkpoints import convert_state_dict
 from mim_zoo.core.checkpoints.bootmae import bootmae_to_mim_zoo
 from mim_zoo.core.encoders import ViTEncoder
-from mim_zoo.core.tokens import patchify, unpatchify
 from mim_zoo.core.losses import weighted_mse
 from mim_zoo.core.masking import BlockMasking
-from mim_zoo.core.tokens import mask_to_indices
-from mim_zoo.registry import MODELS, build
 from mim_zoo.core.schedules import evaluate
+from mim_zoo.core.tokens import mask_to_indices, patchify, unpatchify
+from mim_zoo.registry import MODELS, build
 
 from ..helpers.official import bootmae_sincos, bootmae_state_dict
 
