@@ -58,6 +58,7 @@ from mim_zoo.engine.pipeline import (
     select_pipeline,
     turbojpeg,
 )
+from mim_zoo.engine.pipeline.decode import jpeg_needs_pillow, probe_with_pillow
 from mim_zoo.engine.pipeline.device import unpack
 from mim_zoo.engine.pipeline.geometry import decoded_window, interpolate, stored_window
 from mim_zoo.engine.transforms import CheckedLoadImage, CorruptImageError
@@ -347,6 +348,33 @@ def test_odd_files_match_mmpretrains_pipeline(odd_files, decoder):
         assert_close_to_reference(got["inputs"], expected["inputs"])
 
 
+def test_an_xmp_orientation_is_ignored_as_opencv_ignores_it(tmp_path):
+    """A JPEG whose only orientation is XMP's tiff:Orientation: Pillow's getexif reports it, OpenCV's IMREAD_COLOR
+    (the reference's decoder) does not apply it, so neither does the pipeline (it rotated such files before)."""
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    path = tmp_path / "xmp.JPEG"
+    path.write_bytes(jpeg_bytes(natural_image(np.random.default_rng(2), 300, 400), xmp=xmp))
+    assert Image.open(path).getexif().get(0x0112) == 6  # what Pillow alone would have applied
+    got, expected = ours(str(path), 0), reference(str(path), 0)
+    assert got["data_samples"].ori_shape == expected["data_samples"].ori_shape == (300, 400)
+    assert_close_to_reference(got["inputs"], expected["inputs"])
+
+
+def test_jpeg_needs_pillow_only_for_app1_segments_or_what_it_cannot_follow(odd_files):
+    """The marker scan that lets a plain JPEG skip Pillow: JFIF-only files do not need it (and Pillow finds
+    orientation 1 in them); EXIF or XMP (APP1), a marker stream it cannot follow, or a file cut in its headers do."""
+    rgb = natural_image(np.random.default_rng(4), 64, 80)
+    plain, progressive = jpeg_bytes(rgb), jpeg_bytes(rgb, progressive=True)
+    assert not jpeg_needs_pillow(plain) and not jpeg_needs_pillow(progressive)
+    assert probe_with_pillow(plain).orientation == 1
+    assert jpeg_needs_pillow(Path(odd_files["exif6"]).read_bytes())
+    assert jpeg_needs_pillow(jpeg_bytes(rgb, xmp=b"<x:xmpmeta/>"))
+    assert jpeg_needs_pillow(plain[:2] + b"\x00" + plain[3:])  # not a marker where one must be
+    assert jpeg_needs_pillow(plain[:40])  # cut before the image data
+    assert not jpeg_needs_pillow(plain[:2] + b"\xff" + plain[2:])  # a fill byte before a marker
+
+
 # --- the region decoder (TurboJPEG >= 3.0) ------------------------------------------------------------------------
 def _encodings(rng: np.random.Generator) -> dict[str, bytes]:
     """The JPEG variants the region decoder meets: every common subsampling, progressive, greyscale, restart
@@ -399,6 +427,9 @@ def test_region_decoder_gives_opencvs_pixels_and_boxes(photos, large_photo, odd_
         np.testing.assert_array_equal(got["img"], expected["img"], err_msg=path)
         decoders.append((Path(path).stem, got["decoder"]))
         scales.add(got["dct_scale"])
+    for path in photos:  # plain JPEGs: the header from libjpeg-turbo alone, as Pillow reads it
+        probe, pillow = by_region._probe(Path(path).read_bytes()), probe_with_pillow(Path(path).read_bytes())
+        assert probe.turbo is not None and probe[:4] == pillow[:4]
     assert {d for stem, d in decoders if stem in ("cmyk", "rgba_png", "palette_png")} == {"opencv"}
     assert {d for stem, d in decoders if stem not in ("cmyk", "rgba_png", "palette_png")} == {"turbojpeg"}
     assert scales >= {1, 2, 4}  # the large photo's crops decoded by region at reduced scales too

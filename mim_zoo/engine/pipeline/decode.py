@@ -5,7 +5,8 @@ same output distribution at about 1.7x the images/s per core with OpenCV decodin
 libjpeg-turbo >= 3.0 is installed and decodes only the crop (``benchmarks/pipeline.py``, benchmarks/README.md):
 
 1. read the file's bytes (mmengine ``fileio``, as ``LoadImageFromFile``) and parse its header only (Pillow's lazy
-   ``Image.open``): size, format, mode, EXIF orientation;
+   ``Image.open``): size, format, mode, EXIF orientation; with the region decoder, a JPEG without APP1 segments (no
+   EXIF or XMP, so no orientation to read: :func:`jpeg_needs_pillow`) is parsed by libjpeg-turbo alone;
 2. sample the crop box from that size with mmpretrain's own ``RandomResizedCrop.rand_crop_params`` (inherited, not
    re-implemented: ten attempts at an area fraction ~ U(crop_ratio_range) and a log-uniform aspect ratio, then the
    centre-crop fallback; open-mmlab/mmpretrain@v1.2.0:mmpretrain/datasets/transforms/processing.py, the same
@@ -45,6 +46,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -78,9 +80,54 @@ _CV2_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_
               8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
+class Probe(NamedTuple):
+    """A file's header: stored size, EXIF orientation, format and mode (Pillow's names), TurboJPEG's header if read."""
+
+    width: int
+    height: int
+    orientation: int
+    format: str | None
+    mode: str | None
+    turbo: turbojpeg.JpegHeader | None = None
+
+
+def probe_with_pillow(data: bytes) -> Probe:
+    """Pillow's lazy ``Image.open`` (no pixel decoded): size, EXIF orientation, format, mode."""
+    image = Image.open(io.BytesIO(data))
+    return Probe(*image.size, exif_orientation(image), image.format, image.mode)
+
+
+def jpeg_needs_pillow(data: bytes) -> bool:
+    """Whether the JPEG ``data`` has an APP1 segment before its image data, or markers this scan does not follow
+    (then Pillow parses it); ``False`` means no EXIF, so orientation 1 (:func:`exif_orientation`): a JPEG carries
+    EXIF in an APP1 segment (so Pillow 13.0.0's ``JpegImagePlugin.APP`` reads it, and XMP, also APP1). Marker
+    syntax: ITU-T T.81 B.1.1 (fill bytes 0xFF, standalone RSTn and TEM, two-byte segment lengths)."""
+    i = 2  # after SOI
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return True
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker in (0xDA, 0xD9):  # SOS, EOI: no header segment follows
+            return False
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            i += 2
+        elif marker == 0xE1:
+            return True
+        else:
+            i += 2 + (data[i + 2] << 8 | data[i + 3])
+    return True
+
+
 def exif_orientation(image: Image.Image) -> int:
-    """The EXIF orientation tag (1-8; 1 when absent), read from the header as ``ImageOps.exif_transpose`` reads it."""
-    return int(image.getexif().get(ExifTags.Base.Orientation, 1) or 1)
+    """The EXIF orientation tag (1-8; 1 when absent) of a file opened by Pillow, from its EXIF only, as OpenCV's
+    ``IMREAD_COLOR`` (the reference's decoder) applies it: Pillow's ``getexif`` would also take a ``tiff:Orientation``
+    from XMP when EXIF has none, which OpenCV ignores."""
+    exif = Image.Exif()
+    if image.info.get("exif"):
+        exif.load(image.info["exif"])
+    return int(exif.get(ExifTags.Base.Orientation, 1) or 1)
 
 
 def decode_bgr(data: bytes, scale: int = 1) -> Tensor:
@@ -144,11 +191,11 @@ class DecodeRandomResizedCrop(RandomResizedCrop):
         path = results["img_path"]
         try:
             data = fileio.get(path, backend_args=self.backend_args)
-            header = Image.open(io.BytesIO(data))  # parses the header only; no pixel is decoded here
-            orientation = exif_orientation(header)
+            header = self._probe(data)  # parses the header only; no pixel is decoded here
         except Exception as err:  # noqa: BLE001 - any read/parse failure of this file
             return self.unreadable.handle(path, err)
-        height, width = oriented_size(*header.size, orientation)
+        orientation = header.orientation
+        height, width = oriented_size(header.width, header.height, orientation)
         box = CropBox(*self.rand_crop_params(SimpleNamespace(shape=(height, width))))  # reads img.shape[:2] only
         results.update(ori_shape=(height, width), img_shape=self.scale, crop_box=box, orientation=orientation,
                        interpolation=self.interpolation, dct_scale=1)
@@ -165,6 +212,18 @@ class DecodeRandomResizedCrop(RandomResizedCrop):
         # [3, h, w] BGR; the CPU pipeline's [h, w, 3] array is a view (PackInputs makes the one contiguous copy)
         results["img"] = pixels.flip(0) if self.decode == "device" else pixels.permute(1, 2, 0).numpy()
         return results
+
+    def _probe(self, data: bytes) -> Probe:
+        """The header through TurboJPEG for a JPEG it decodes by region and without APP1 segments (the region
+        decoder reads it anyway; Pillow's parse of it would cost about 20 us), else through Pillow."""
+        if self.decoder == "turbojpeg" and self.decode == "cpu":
+            try:
+                turbo = turbojpeg.decoder().header(data)
+            except turbojpeg.TurboJpegError:
+                turbo = None
+            if turbo is not None and turbo.decodable and not jpeg_needs_pillow(data):
+                return Probe(turbo.width, turbo.height, 1, "JPEG", None, turbo)
+        return probe_with_pillow(data)
 
     def _decode_crop(self, data: bytes, jpeg: bool, displayed: tuple[int, int], box: CropBox, orientation: int,
                      scale: int) -> tuple[Tensor, str]:

@@ -38,8 +38,7 @@ from .geometry import CropBox
 
 LIBRARY_ENV = "MIM_ZOO_LIBTURBOJPEG"
 _INIT_DECOMPRESS = 1  # TJINIT_DECOMPRESS
-_PARAM_SUBSAMP, _PARAM_WIDTH, _PARAM_HEIGHT, _PARAM_PRECISION, _PARAM_COLORSPACE = 4, 5, 6, 7, 8  # TJPARAM_*
-_PARAM_LOSSLESS = 15  # TJPARAM_LOSSLESS
+_PARAM_SUBSAMP, _PARAM_WIDTH, _PARAM_HEIGHT, _PARAM_COLORSPACE = 4, 5, 6, 8  # TJPARAM_*
 _PF_BGR = 1  # TJPF_BGR: OpenCV's (and mmcv's) channel order
 _CS_YCBCR, _CS_GRAY = 1, 2  # TJCS_*: the colour spaces decoded here; others (RGB, CMYK, YCCK) are left to OpenCV
 _MCU_WIDTH = (8, 16, 16, 8, 8, 32, 8)  # tjMCUWidth[TJSAMP_444, 422, 420, GRAY, 440, 411, 441]
@@ -56,20 +55,18 @@ class _Scale(ctypes.Structure):
 
 
 class JpegHeader(NamedTuple):
-    """What TurboJPEG reads from a JPEG's header: stored size, TJSAMP subsampling, TJCS colour space, precision."""
+    """What TurboJPEG reads from a JPEG's header: stored size, TJSAMP subsampling, TJCS colour space."""
 
     width: int
     height: int
     subsampling: int
     colorspace: int
-    precision: int
-    lossless: bool
 
     @property
     def decodable(self) -> bool:
-        """Whether :meth:`TurboJpeg.decode` takes this file (8-bit lossy YCbCr or greyscale, known subsampling)."""
-        return (self.colorspace in (_CS_YCBCR, _CS_GRAY) and self.precision == 8 and not self.lossless
-                and 0 <= self.subsampling < len(_MCU_WIDTH))
+        """Whether :meth:`TurboJpeg.decode` takes this file: YCbCr or greyscale with a known subsampling (12-bit and
+        lossless JPEGs it refuses with an error when asked)."""
+        return self.colorspace in (_CS_YCBCR, _CS_GRAY) and 0 <= self.subsampling < len(_MCU_WIDTH)
 
 
 class TurboJpegError(RuntimeError):
@@ -135,6 +132,8 @@ class TurboJpeg:
         self.handle = lib.tj3Init(_INIT_DECOMPRESS)
         if not self.handle:
             raise OSError("tj3Init failed")
+        self._parsed: tuple[bytes, JpegHeader] | None = None  # the file whose header the handle holds
+        self._scale = 1
 
     def __del__(self) -> None:
         if self.handle and os.getpid() == self.pid:
@@ -146,11 +145,15 @@ class TurboJpeg:
         Raises:
             TurboJpegError: not a JPEG TurboJPEG can parse.
         """
+        if self._parsed is not None and self._parsed[0] is data:
+            return self._parsed[1]
+        self._parsed = None
         self._check(self.lib.tj3DecompressHeader(self.handle, data, len(data)), "tj3DecompressHeader")
         get = self.lib.tj3Get
-        return JpegHeader(get(self.handle, _PARAM_WIDTH), get(self.handle, _PARAM_HEIGHT),
-                          get(self.handle, _PARAM_SUBSAMP), get(self.handle, _PARAM_COLORSPACE),
-                          get(self.handle, _PARAM_PRECISION), get(self.handle, _PARAM_LOSSLESS) == 1)
+        header = JpegHeader(get(self.handle, _PARAM_WIDTH), get(self.handle, _PARAM_HEIGHT),
+                            get(self.handle, _PARAM_SUBSAMP), get(self.handle, _PARAM_COLORSPACE))
+        self._parsed = data, header
+        return header
 
     def decode(self, data: bytes, window: CropBox, scale: int = 1) -> Tensor:
         """``window`` of the JPEG ``data``'s stored pixels decoded at 1/``scale`` (an image of ``ceil(side / scale)``
@@ -158,9 +161,10 @@ class TurboJpeg:
         pixels a full decode at that scale has there.
 
         Raises:
-            TurboJpegError: TurboJPEG cannot decode the file (not :attr:`JpegHeader.decodable`, or a fatal error).
+            TurboJpegError: TurboJPEG cannot decode the file (not :attr:`JpegHeader.decodable`, or an error or a
+                warning from libjpeg).
         """
-        header = self.header(data)
+        header = self.header(data)  # parsed already if the caller just read it
         if not header.decodable:
             raise TurboJpegError(f"not decoded by region: {header}")
         width, height = -(-header.width // scale), -(-header.height // scale)
@@ -169,11 +173,14 @@ class TurboJpeg:
         right = min(width, window.left + window.width + 1)
         top, bottom = max(0, window.top - 1), min(height, window.top + window.height + 1)
         out = np.empty((bottom - top, right - left, 3), np.uint8)
-        self._check(self.lib.tj3SetScalingFactor(self.handle, _Scale(1, scale)), "tj3SetScalingFactor")
+        if scale != self._scale:
+            self._check(self.lib.tj3SetScalingFactor(self.handle, _Scale(1, scale)), "tj3SetScalingFactor")
+            self._scale = scale
         self._check(self.lib.tj3SetCroppingRegion(self.handle, _Region(left, top, right - left, bottom - top)),
                     "tj3SetCroppingRegion")
         # Warnings too (corrupt data libjpeg skipped or filled, a truncated file): the caller lets OpenCV decide, whose
         # verdict on such files (an image, or unreadable when truncated) is the reference pipeline's.
+        self._parsed = None  # decompressing ends the handle's hold on the header
         self._check(self.lib.tj3Decompress8(self.handle, data, len(data), out.ctypes.data, 0, _PF_BGR),
                     "tj3Decompress8")
         rows, cols = slice(window.top - top, window.top - top + window.height), slice(
