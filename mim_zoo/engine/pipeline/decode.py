@@ -1,12 +1,13 @@
 """Reading and random-resized-cropping an image in one step, decoding only what the crop needs.
 
 :class:`DecodeRandomResizedCrop` replaces ``[LoadImageFromFile, RandomResizedCrop]`` (mmcv, mmpretrain) with the
-same output distribution at about 1.7x the images/s per core with OpenCV decoding the whole JPEG, and about 2.1x where
-libjpeg-turbo >= 3.0 is installed and decodes only the crop (``benchmarks/pipeline.py``, benchmarks/README.md):
+same output distribution at 1.6-1.7x the images/s per core with OpenCV decoding the whole JPEG, and 1.95-2.06x where
+libjpeg-turbo >= 3.0 is installed and decodes only the crop (``benchmarks/pipeline.py`` on a busy 2-core machine;
+benchmarks/README.md):
 
 1. read the file's bytes (mmengine ``fileio``, as ``LoadImageFromFile``) and parse its header only (Pillow's lazy
    ``Image.open``): size, format, mode, EXIF orientation; with the region decoder, a JPEG without APP1 segments (no
-   EXIF or XMP, so no orientation to read: :func:`jpeg_needs_pillow`) is parsed by libjpeg-turbo alone;
+   EXIF, so no orientation to read: :func:`jpeg_needs_pillow`) is parsed by libjpeg-turbo alone;
 2. sample the crop box from that size with mmpretrain's own ``RandomResizedCrop.rand_crop_params`` (inherited, not
    re-implemented: ten attempts at an area fraction ~ U(crop_ratio_range) and a log-uniform aspect ratio, then the
    centre-crop fallback; open-mmlab/mmpretrain@v1.2.0:mmpretrain/datasets/transforms/processing.py, the same

@@ -136,7 +136,7 @@ def stored_window(window: CropBox, orientation: int, size: tuple[int, int]) -> C
 def resized_crop(image: Tensor, box: CropBox, size: tuple[int, int], interpolation: str = "bicubic") -> Tensor:
     """Crop ``box`` out of ``image`` ``[C, H, W]`` uint8 and resize it to ``size`` = (h, w): ``[C, h, w]`` uint8.
 
-    The crop is a view, so the filter stops at the crop's edges as it does for mmpretrain's copy-then-resize
+    The crop is cut out first, so the filter stops at the crop's edges as it does for mmpretrain's copy-then-resize
     (Pillow's ``resize(box=...)`` instead reads the pixels outside the box: up to 28 grey levels apart at the
     border). Bilinear and bicubic are antialiased (Pillow's filters, support scaled with the reduction). The
     uint8 kernels exist on CPU only; elsewhere the crop is resized in float and rounded back to uint8.
