@@ -58,7 +58,7 @@ from mim_zoo.engine.pipeline import (
     select_pipeline,
     turbojpeg,
 )
-from mim_zoo.engine.pipeline.decode import jpeg_needs_pillow, probe_with_pillow
+from mim_zoo.engine.pipeline.decode import jpeg_needs_pillow, planar_hwc, probe_with_pillow
 from mim_zoo.engine.pipeline.device import unpack
 from mim_zoo.engine.pipeline.geometry import decoded_window, interpolate, stored_window
 from mim_zoo.engine.transforms import CheckedLoadImage, CorruptImageError
@@ -500,6 +500,21 @@ def loader_cfg(root: Path, impl: str, batch: int = 4, workers: int = 0) -> dict:
                                                                                .iterdir())))
     resolve_workers(loader)
     return loader
+
+
+def test_the_image_is_handed_over_planar_so_packing_copies_nothing(photos):
+    """results["img"] is mmcv's [h, w, 3] BGR array as a view of [3, h, w] memory: PackInputs packs that memory itself
+    (no copy) unless a flip reversed it; the values are the resize's."""
+    pixels = torch.randint(0, 256, (1, 3, 7, 5), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)[0]
+    img = planar_hwc(pixels)
+    assert img.shape == (7, 5, 3) and np.array_equal(img, pixels.permute(1, 2, 0).numpy())
+    np.random.seed(0)
+    results = DecodeRandomResizedCrop(**CROP)({"img_path": photos[0]})
+    base = results["img"].transpose(2, 0, 1)
+    assert base.flags.c_contiguous
+    assert PackInputs()(dict(results))["inputs"].data_ptr() == base.ctypes.data
+    flipped = PackInputs()(RandomFlip(prob=1.0)(dict(results)))["inputs"]
+    assert torch.equal(flipped, torch.from_numpy(base[:, :, ::-1].copy()))
 
 
 def test_batches_stay_uint8_until_the_data_preprocessor_normalises(photos):
