@@ -1,7 +1,9 @@
 """mim_zoo: a modular comparison toolkit for masked image modeling on OpenMMLab.
 
-``import mim_zoo`` checks the installed stack (:mod:`mim_zoo.env`), applies the compatibility fixes for modern torch
-(:mod:`mim_zoo.compat`) and registers every plugin by explicit import (STYLE R8).
+``import mim_zoo`` checks the installed stack (:mod:`mim_zoo.env`) and applies the compatibility fixes for modern
+torch (:mod:`mim_zoo.compat`); nothing more. The registries import the plugin modules on their first lookup
+(:data:`mim_zoo.registry.PLUGIN_MODULES`), so this import pulls in no mmcv op, mmdet, mmseg or mmpretrain: the
+compiler-free ``mmcv._ext`` imports :mod:`mim_zoo.engine.mmcv_ops` while ``mmcv.ops`` is being imported.
 """
 
 from .env import check_stack
@@ -12,7 +14,6 @@ from . import compat  # noqa: E402
 
 compat.apply()
 
-from . import algorithms, encoders, hooks, masking, reliability, targets, validation, visualization  # noqa: E402,F401
 from .registry import HOOKS, MASK_GENERATORS, MODELS, TARGET_GENERATORS  # noqa: E402
 from .version import __version__  # noqa: E402
 

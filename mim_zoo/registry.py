@@ -7,8 +7,11 @@
 Everything else (optimizers, schedulers, hooks, datasets, transforms, metrics) uses mmengine's and mmpretrain's
 registries; ``HOOKS`` here is only the ``mim_zoo`` child of mmengine's so configs may name our hooks by string.
 
-``import mim_zoo`` registers every plugin by explicit import. Building an unknown name raises
-:class:`UnknownPluginError`, listing the registered names and the closest matches.
+Each registry imports the modules that register into it (:data:`PLUGIN_MODULES`) on its first lookup, through
+mmengine's ``Registry(locations=...)`` (``get``, ``build``, ``in``) and on reading ``module_dict``; ``import mim_zoo``
+itself stays light, so that ``mmcv._ext`` (:mod:`mim_zoo.engine.mmcv_ops`) can import it while ``mmcv.ops`` is
+being imported. Building an unknown name raises :class:`UnknownPluginError`, listing the registered names and the
+closest matches.
 """
 
 from __future__ import annotations
@@ -66,15 +69,30 @@ def build_with_suggestions(cfg: Any, registry: Registry, default_args: dict | No
     return obj_cls(**args)
 
 
-def _registry(name: str, parent: Registry) -> Registry:
-    return Registry(name, parent=parent, scope="mim_zoo", build_func=build_with_suggestions)
+# The modules that register mim_zoo's plugins (algorithms, encoders, mask and target generators, hooks).
+PLUGIN_MODULES = ["mim_zoo.algorithms", "mim_zoo.encoders", "mim_zoo.masking", "mim_zoo.targets", "mim_zoo.hooks",
+                  "mim_zoo.reliability", "mim_zoo.validation", "mim_zoo.visualization"]
 
 
-MODELS = _registry("model", MMENGINE_MODELS)
-MASK_GENERATORS = _registry("mask generator", MMENGINE_TASK_UTILS)
+class PluginRegistry(Registry):
+    """A registry whose ``module_dict`` is complete when read: it imports :data:`PLUGIN_MODULES` first, as mmengine's
+    ``get`` and ``build`` do, so listing the registered plugins needs no prior import of them."""
+
+    @property
+    def module_dict(self) -> dict:
+        self.import_from_location()
+        return self._module_dict
+
+
+def _registry(name: str, parent: Registry, **kwargs: Any) -> Registry:
+    return PluginRegistry(name, parent=parent, scope="mim_zoo", locations=PLUGIN_MODULES, **kwargs)
+
+
+MODELS = _registry("model", MMENGINE_MODELS, build_func=build_with_suggestions)
+MASK_GENERATORS = _registry("mask generator", MMENGINE_TASK_UTILS, build_func=build_with_suggestions)
 # mmengine allows one "mim_zoo" child per root registry, so target generators hang below our MODELS.
-TARGET_GENERATORS = _registry("target generator", MODELS)
-HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope="mim_zoo")
+TARGET_GENERATORS = _registry("target generator", MODELS, build_func=build_with_suggestions)
+HOOKS = _registry("hook", MMENGINE_HOOKS)
 
 # With ``default_scope = "mim_zoo"`` the Runner looks for a "mim_zoo" child in every mmengine registry; these
 # empty children fall back to mmengine's own entries (optimizers, schedulers, loops, ...).
