@@ -177,6 +177,16 @@ def test_roi_align_output_and_gradient_equal_compiled_mmcv(ref, aligned, samplin
     assert torch.equal(out, ref_out) and torch.equal(grad_in, ref_grad_in)
 
 
+def test_roi_align_of_a_channels_last_view_is_that_of_its_values(ref):
+    features, rois, grad = inputs()
+    view = features.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # the same values, channels-last strides
+    assert not view.is_contiguous() and torch.equal(view, features)
+    (out, grad_in), (ref_out, ref_grad_in) = roi_align_both(ref, view, rois, grad, (7, 7), 0.25, 0, True)
+    (contiguous_out, _), _ = roi_align_both(ref, features, rois, grad, (7, 7), 0.25, 0, True)
+    assert torch.equal(out, contiguous_out)
+    assert not torch.equal(ref_out, contiguous_out)  # compiled mmcv reads the strided memory as [B, C, H, W]
+
+
 def test_roi_align_of_no_rois(ref):
     features, rois, grad = inputs(k=0)
     (out, grad_in), (ref_out, ref_grad_in) = roi_align_both(ref, features, rois, grad, (7, 7), 0.25, 0, True)
