@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from mim_zoo.env import require_mmcv_ops
 
-require_mmcv_ops("COCO detection with mmdet")
+require_mmcv_ops("COCO detection with mmdet", on_cuda_tensors=True)  # Mask R-CNN calls nms and roi_align
 
 from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS  # noqa: E402
 
