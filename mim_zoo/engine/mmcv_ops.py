@@ -20,13 +20,17 @@ naming the op and the way to compiled ops; none returns a made-up value.
 
 Exactness (checked against compiled mmcv in ``tests/engine/test_mmcv_ops.py``): mmcv's CPU kernels
 (mmcv 2.1.0 sdist, ``mmcv/ops/csrc/pytorch/cpu/{nms,roi_align}.cpp``) and torchvision's
-(pytorch/vision@0b23e88, ``torchvision/csrc/ops/cpu/{nms,roi_align}_kernel.cpp``) both descend from Detectron2's and
-Caffe2's and evaluate the same float expressions in the same order. Three details of mmcv's are reproduced here:
+(pytorch/vision@0b23e88, ``torchvision/csrc/ops/cpu/{nms,roi_align}_kernel.cpp``) both descend from Caffe2's and
+Detectron2's and evaluate the same float expressions in the same order. Three details of mmcv's are reproduced here:
 its pybind signatures take ``iou_threshold`` and ``spatial_scale`` as C ``float`` (rounded to float32 below), its
-NMS visits tied scores in the order of an unstable sort (torchvision's sorts stably: it is given mmcv's ranks), and
-its CPU RoIAlign refuses RoIs of negative size when ``aligned`` (so does this module on CPU; on CUDA neither checks).
-fp16/bf16 inputs are computed in float32 and cast back, as torchvision's autocast kernels do (mmcv's CPU kernels
-would compute in half precision, or refuse bf16).
+NMS visits tied scores in the order its own sort call gives (torchvision's kernel is handed the ranks of that order),
+and its CPU RoIAlign refuses RoIs of negative size when ``aligned`` (so does this module on CPU; on CUDA neither
+checks). fp16/bf16 inputs are computed in float32 and cast back, as torchvision's autocast kernels do (mmcv's CPU
+kernels would compute in half precision, or refuse bf16). Two differences remain, both on purpose: torchvision's
+RoIAlign makes a strided (e.g. channels-last) input contiguous, where mmcv's kernels read ``data_ptr`` as
+``[B, C, H, W]`` and pool wrong values; and on CUDA mmcv's NMS compares ``inter > threshold * union``
+(``common/cuda/nms_cuda_kernel.cuh``) where torchvision, like both CPU kernels, compares ``inter / union >
+threshold``: they can differ only for an IoU within float rounding of the threshold.
 
 This module imports nothing from mmcv, mmdet, mmseg, mmpretrain or mim_zoo's plugins: it is imported while
 ``mmcv.ops`` is being imported (``import mmpretrain.models`` -> ``mmdet.models`` -> ``mmcv.ops`` -> here).
@@ -65,9 +69,9 @@ def _as_c_float(value: float) -> float:
 def _sort_keys(scores: Tensor, dtype: torch.dtype) -> Tensor:
     """[N] keys in ``dtype``, strictly decreasing along mmcv's order of ``scores``.
 
-    mmcv visits the boxes in the order of ``scores.sort(0, descending=True)`` (not stable: it breaks ties its own
-    way, and sorts in the scores' own dtype). torchvision's kernel sorts what it is given, stably, so it is given
-    the ranks of that order: it then visits the boxes exactly as mmcv does.
+    mmcv visits the boxes in the order of ``scores.sort(0, descending=True)``, which breaks ties its own way and
+    sorts in the scores' own dtype. torchvision's kernel sorts what it is given in another way, so it is given
+    distinct ranks of mmcv's order: it then visits the boxes exactly as mmcv does.
     """
     order = scores.sort(0, descending=True)[1]  # the call mmcv's kernels make
     if len(order) > 2 / torch.finfo(dtype).eps:  # 2**24 for float32: beyond it, integers collide
