@@ -119,7 +119,7 @@ def pretrain(config: Path, options: dict[str, Any], study: Study, seed: int, wor
     from mmengine.model import is_model_wrapper
     from mmengine.runner import Runner
 
-    from mim_zoo.runtime import prepare_config
+    from mim_zoo.engine.config import prepare_config
 
     cfg = prepare_config(study_config(config, options, study, seed, work_dir))
     runner = Runner.from_cfg(cfg)
@@ -130,8 +130,15 @@ def pretrain(config: Path, options: dict[str, Any], study: Study, seed: int, wor
     tail = recorder.losses[-max(1, len(recorder.losses) // 20):]  # the last 5% of iterations
     record = {"losses": recorder.losses, "seconds": recorder.seconds, "images": recorder.images,
               "img_per_s": recorder.images / max(recorder.seconds, 1e-9), "final_loss": statistics.mean(tail),
-              "norm": normalisation(cfg), "random_teachers": bool(cfg.get("generate_teachers"))}
+              "norm": normalisation(cfg), "random_teachers": uses_random_teachers(cfg)}
     return model.eval(), record
+
+
+def uses_random_teachers(cfg: Any) -> bool:
+    """Whether the config's teachers are random files written by :func:`mim_zoo.synthetic.teachers.generate_teachers`."""
+    from mim_zoo.synthetic.teachers import generate_teachers
+
+    return any(spec.get("type") is generate_teachers for spec in cfg.get("synthetic_data") or [])
 
 
 def normalisation(cfg: Any) -> tuple[list[float], list[float]]:
@@ -200,14 +207,14 @@ def pixel_baselines(data: LabelledSplits) -> dict[str, dict]:
 # --- reference encoders --------------------------------------------------------------------------------------------
 def encoder_key(model: nn.Module) -> str:
     encoder = model.encoder
-    return (f"{type(encoder).__name__} dim {getattr(encoder, 'embed_dim', '?')}, "
+    return (f"{type(encoder).__name__} dim {encoder.embed_dim}, "
             f"{count_parameters(encoder)['total'] / 1e6:.2f}M params")
 
 
 def build_initialised(config: Path, options: dict[str, Any], study: Study, seed: int) -> tuple[nn.Module, Any]:
     """The method's model as the Runner initialises it (seeded), and its prepared study config."""
     from mim_zoo.registry import MODELS
-    from mim_zoo.runtime import prepare_config
+    from mim_zoo.engine.config import prepare_config
 
     cfg = prepare_config(study_config(config, options, study, seed, study.work_root / "init"))
     torch.manual_seed(seed)

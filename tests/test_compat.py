@@ -1,10 +1,10 @@
-"""mim_zoo.compat: each fix for modern torch, tested against the real upstream behaviour."""
+"""mim_zoo.engine.compat: each fix for modern torch, tested against the real upstream behaviour."""
 
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 
-from mim_zoo import compat
+from mim_zoo.engine import compat
 
 
 def test_history_buffer_pickles_without_bound_methods(tmp_path):

@@ -1,14 +1,13 @@
 """Every pretraining config loads, its derived numbers are computed from the recipe, full-size models build."""
 
-from pathlib import Path
-
 import pytest
 from mmengine.config import Config
 
 from mim_zoo.registry import MODELS
 
-REPO = Path(__file__).resolve().parents[1]
-PRETRAIN_CONFIGS = sorted(p for p in (REPO / "configs").glob("*/*.py") if p.parent.name not in ("_base_", "benchmarks"))
+from .conftest import CATALOGUE, REPO
+
+PRETRAIN_CONFIGS = CATALOGUE.configs()
 
 
 @pytest.mark.parametrize("path", PRETRAIN_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -30,8 +29,10 @@ def test_mae_recipe_is_the_official_one():
     assert b800.warmup_epochs == 40 and b800.train_cfg.max_epochs == 800
     assert b800.model.masking.ratio == 0.75 and b800.model.target.norm == "patch"
     assert dict(b800.model.decoder) == dict(embed_dim=512, depth=8, num_heads=16)
-    crop = b800.train_pipeline[1]
-    assert crop.crop_ratio_range == (0.2, 1.0) and crop.interpolation == "bicubic"
+    for impl, choice in b800.pipelines.items():  # every input pipeline the config can switch to
+        crop = next(step for step in choice.pipeline if "crop_ratio_range" in step)
+        assert crop.crop_ratio_range == (0.2, 1.0) and crop.interpolation == "bicubic", impl
+        assert any(step.type.__name__.endswith("RandomFlip") and step.prob == 0.5 for step in choice.pipeline), impl
     b1600 = Config.fromfile(str(REPO / "configs/mae/vitb_1600e.py"))
     assert b1600.train_cfg.max_epochs == b1600.param_scheduler[1].end == 1600
     large = Config.fromfile(str(REPO / "configs/mae/vitl_800e.py"))

@@ -21,7 +21,7 @@ import torch
 from mmengine.dataset import DefaultSampler, default_collate
 from torch.utils.data import DataLoader
 
-from mim_zoo.validation import _per_process_batches
+from mim_zoo.engine.hooks.preflight import _per_process_batches
 
 from .helpers import dist_worker
 from .helpers.training import (

@@ -1,8 +1,9 @@
-"""The stack check at import, the one pin file that setup.cfg, tools/install.sh and mim_zoo.env share, and the
+"""The stack check at import, the one pin file that setup.cfg, tools/install.sh and mim_zoo.engine.env share, and the
 detection of which mmcv ops a run gets."""
 
 import email
 import importlib.util
+import shutil
 import subprocess
 import sys
 import warnings
@@ -14,7 +15,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from mim_zoo import env
+from mim_zoo.engine import env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,10 +26,18 @@ def test_the_installed_stack_passes():
 
 
 def wheel_requirements(tmp_path: Path) -> list[Requirement]:
-    """The Requires-Dist (without extras) of the mim_zoo wheel setup.cfg builds, and the wheel holds the pin file."""
+    """The Requires-Dist (without extras) of the mim_zoo wheel setup.cfg builds, and the wheel holds the pin file.
+    Built from a copy of the sources, so that no build/ folder is left in the checkout."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for name in ("requirements", "mim_zoo"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(tmp_path), str(REPO)], check=True, capture_output=True)
+                    str(tmp_path), str(source)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("mim_zoo-*.whl")
+    assert not (REPO / "build").exists()
     with zipfile.ZipFile(wheel) as archive:
         assert "mim_zoo/requirements.txt" in archive.namelist()  # package data: env reads it when installed
         (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]

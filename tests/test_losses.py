@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mim_zoo.losses import masked_mse, per_token_mse, weighted_mse
+from mim_zoo.core.losses import masked_mse, per_token_mse, weighted_mse
 
 
 def test_masked_mse_matches_hand_computation():

@@ -6,8 +6,9 @@ import random
 import pytest
 import torch
 
-from mim_zoo.masking import BlockMasking, MixingMask, RandomMasking, beit_block_mask, mask_to_indices
-from mim_zoo.registry import MASK_GENERATORS, UnknownPluginError
+from mim_zoo.core.masking import BlockMasking, MixingMask, RandomMasking, beit_block_mask
+from mim_zoo.core.tokens import mask_to_indices
+from mim_zoo.registry import MASK_GENERATORS, UnknownPluginError, registered_names
 
 # One example configuration per registered generator on a 14x14 grid (ViT-B/16 at 224).
 # A generator registered without an entry here fails test_every_generator_has_an_example.
@@ -27,13 +28,13 @@ def build(name: str):
 def context_for(name: str, batch: int) -> dict:
     """Data-dependent generators (attention-guided) take their context as keyword arguments."""
     gen = build(name)
-    needs = getattr(gen, "context_keys", ())
+    needs = gen.context_keys  # MaskGeneratorProtocol: the **context entries it reads
     g = torch.Generator().manual_seed(123)
     return {key: torch.rand(batch, GRID[0] * GRID[1], generator=g) for key in needs}
 
 
 def test_every_generator_has_an_example():
-    assert set(MASK_GENERATORS.module_dict) <= set(EXAMPLES), "add an example for each new mask generator"
+    assert set(registered_names(MASK_GENERATORS)) <= set(EXAMPLES), "add an example for each new mask generator"
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

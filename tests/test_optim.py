@@ -4,9 +4,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mim_zoo.optim import MIMOptimWrapperConstructor
+from mim_zoo.engine.optim import MIMOptimWrapperConstructor
 from mim_zoo.registry import MODELS
-from mim_zoo.runtime import prepare_config
+from mim_zoo.engine.config import prepare_config
 
 from .conftest import REPO
 

@@ -1,4 +1,4 @@
-"""mim_zoo/reliability.py: random states, atomic writes, resume-checkpoint lookup, checkpoint pruning order and the
+"""mim_zoo/engine/reliability.py: random states, atomic writes, resume-checkpoint lookup, checkpoint pruning order and the
 stop on non-finite losses (the kill-and-resume runs are in test_resume.py)."""
 
 from __future__ import annotations
@@ -14,16 +14,8 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
-from mim_zoo.reliability import (
-    NonFiniteLossError,
-    capture_rng_state,
-    checkpoint_is_complete,
-    find_resume_checkpoint,
-    restore_rng_state,
-    rng_isolated,
-    write_atomic,
-)
-from mim_zoo.runtime import prepare_config
+from mim_zoo.engine.reliability import NonFiniteLossError, capture_rng_state, checkpoint_is_complete, find_resume_checkpoint, restore_rng_state, rng_isolated, write_atomic
+from mim_zoo.engine.config import prepare_config
 
 from .helpers.training import build_runner, single_thread, train_cli
 

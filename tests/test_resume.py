@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from mim_zoo.reliability import checkpoint_is_complete
+from mim_zoo.engine.reliability import checkpoint_is_complete
 
 from .helpers.training import (
     TRAIN,

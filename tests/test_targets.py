@@ -4,8 +4,8 @@ import pytest
 import timm
 import torch
 
-from mim_zoo.registry import MODELS, TARGET_GENERATORS
-from mim_zoo.targets import MomentumTarget, PixelTarget, TeacherTarget, layer_norm
+from mim_zoo.registry import MODELS, TARGET_GENERATORS, registered_names
+from mim_zoo.core.targets import MomentumTarget, PixelTarget, TeacherTarget, layer_norm
 
 TEACHER_ARCH = dict(model_name="vit_tiny_patch16_224", img_size=32, patch_size=4, embed_dim=48, depth=2, num_heads=3)
 
@@ -31,11 +31,11 @@ def example(name: str, teacher_path) -> dict:
 
 
 def test_every_target_has_an_example(teacher_file):
-    for name in TARGET_GENERATORS.module_dict:
+    for name in registered_names(TARGET_GENERATORS):
         example(name, teacher_file[0])  # KeyError: add an example for the new target
 
 
-@pytest.mark.parametrize("name", sorted(TARGET_GENERATORS.module_dict))
+@pytest.mark.parametrize("name", registered_names(TARGET_GENERATORS))
 def test_contract(name, teacher_file, tiny_vit_cfg, images):
     encoder = MODELS.build(tiny_vit_cfg)
     target = TARGET_GENERATORS.build(example(name, teacher_file[0]))

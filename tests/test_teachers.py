@@ -1,4 +1,4 @@
-"""Teacher files in their original layouts (mim_zoo/teachers.py) and their loading by TeacherTarget (targets.py).
+"""Teacher files in their original layouts (mim_zoo/synthetic/teachers.py) and their loading by TeacherTarget (targets.py).
 
 The files are tiny random ViTs written exactly as the real ones are stored: OpenAI CLIP's ``ViT-B-16.pt`` (``visual.*``
 keys, fp16, TorchScript archive or torch.save) and DINO's ``dino_vitbase16_pretrain.pth`` (plain timm-named state
@@ -16,9 +16,9 @@ from mmengine.config import Config
 from timm.models.vision_transformer import checkpoint_filter_fn
 
 import mim_zoo  # noqa: F401  (registers the plugins)
-from mim_zoo.runtime import prepare_config
-from mim_zoo.targets import TeacherTarget
-from mim_zoo.teachers import build_tiny_teacher, generate_teachers, timm_to_openai_clip, write_teacher
+from mim_zoo.engine.config import prepare_config
+from mim_zoo.core.targets import TeacherTarget
+from mim_zoo.synthetic.teachers import build_tiny_teacher, generate_teachers, timm_to_openai_clip, write_teacher
 
 KW = dict(img_size=32, patch_size=4, embed_dim=48, depth=2, num_heads=3)
 CLIP_ARCH, DINO_ARCH = "vit_base_patch16_clip_quickgelu_224", "vit_base_patch16_224"
@@ -165,9 +165,9 @@ def test_generate_teachers_writes_once_and_never_overwrites_foreign_files(tmp_pa
         write_teacher(tmp_path / "x.pt", "dino", "torchscript", **KW)
 
 
-def test_prepare_config_generates_the_requested_teachers(tmp_path) -> None:
+def test_prepare_config_writes_the_requested_synthetic_data(tmp_path) -> None:
     specs = [dict(path=str(tmp_path / "c.pt"), layout="openai_clip", seed=0, **KW),
              dict(path=str(tmp_path / "d.pth"), layout="dino", seed=0, **KW)]
-    prepare_config(Config(dict(generate_teachers=specs)))
+    prepare_config(Config(dict(synthetic_data=[dict(type=generate_teachers, specs=specs)])))
     TeacherTarget(CLIP_ARCH, str(tmp_path / "c.pt"), model_kwargs=KW)
     TeacherTarget(DINO_ARCH, str(tmp_path / "d.pth"), model_kwargs=KW)

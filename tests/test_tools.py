@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_CONFIGS = sorted((REPO / "configs").glob("**/tiny_cpu.py"))
+from .conftest import CATALOGUE, REPO
+
+TINY_CONFIGS = CATALOGUE.configs(scale="tiny")
 
 
 def train(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -22,7 +23,7 @@ def test_train_runs_each_tiny_config_to_completion(config, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     max_epochs = int(result.stdout.count("Saving checkpoint at"))
     assert max_epochs >= 1 and (tmp_path / "last_checkpoint").is_file()
-    checkpoint = torch.load(tmp_path / f"epoch_{max_epochs}.pth")  # weights_only=True: mim_zoo.compat
+    checkpoint = torch.load(tmp_path / f"epoch_{max_epochs}.pth")  # weights_only=True: mim_zoo.engine.compat
     assert checkpoint["meta"]["epoch"] == max_epochs and "state_dict" in checkpoint
     assert (tmp_path / "tiny_cpu.py").is_file()  # the resolved config beside the run
     log = next(tmp_path.glob("*/*.log")).read_text()

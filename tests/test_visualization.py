@@ -14,8 +14,8 @@ from mmengine.config import Config
 from mmengine.visualization import LocalVisBackend
 from PIL import Image
 
-from mim_zoo.registry import MASK_GENERATORS, MODELS
-from mim_zoo.visualization import (
+from mim_zoo.core.contracts import PixelTargetProtocol
+from mim_zoo.engine.visualization import (
     MASK_GRAY,
     denormalize,
     mask_samples,
@@ -24,6 +24,7 @@ from mim_zoo.visualization import (
     read_scalars,
     reconstruction_panels,
 )
+from mim_zoo.registry import MASK_GENERATORS, MODELS, registered_names
 
 from .helpers.training import REPO, single_thread, tiny_configs, train_cli
 
@@ -92,7 +93,7 @@ def test_visualize_reconstruction_tool_draws_every_algorithm(config: str, tmp_pa
         inputs = model.data_preprocessor({"inputs": images, "data_samples": None}, False)["inputs"]
         titles = [title for title, _ in tool.visualize_batch(model.eval(), inputs, seed=0)]
     assert titles[:2] == ["original", "masked"]
-    if hasattr(getattr(model, "target", None), "to_pixels"):  # pixel targets are drawn, and pasted back
+    if any(isinstance(t, PixelTargetProtocol) for t in model.targets()):  # pixel targets are drawn, pasted back
         assert titles[2:4] == ["reconstruction", "reconstruction + visible"]
     width, height = Image.open(out).size
     assert width / height == pytest.approx(len(titles) / 2, rel=0.25)  # one row per image, one column per panel
@@ -116,10 +117,10 @@ def test_visualize_reconstruction_tool_names_bad_inputs(tmp_path) -> None:
 
 def test_mask_samples_cover_every_registered_generator() -> None:
     samples = mask_samples((14, 14), num_samples=3, seed=0)
-    assert len(samples) == len(MASK_GENERATORS.module_dict)  # a new generator is drawn without touching this
+    assert len(samples) == len(registered_names(MASK_GENERATORS))  # a new generator is drawn without touching this
     for label, masks in samples.items():
         name = label.split("\n")[0]
-        assert name in MASK_GENERATORS.module_dict
+        assert name in registered_names(MASK_GENERATORS)
         assert torch.is_tensor(masks), f"{name} could not draw with its defaults on 14x14: {masks}"
         assert masks.shape == (3, 14, 14) and masks.dtype == torch.bool
         exact = MASK_GENERATORS.get(name)().num_masked((14, 14))
@@ -131,7 +132,7 @@ def test_mask_samples_cover_every_registered_generator() -> None:
 def test_visualize_masks_tool(tmp_path) -> None:
     tool = load_tool("visualize_masks")
     out = tool.main(["--out", str(tmp_path / "all.png"), "--num", "2"])
-    assert Image.open(out).size[1] > 100 * len(MASK_GENERATORS.module_dict) * 0.5  # one row per generator
+    assert Image.open(out).size[1] > 100 * len(registered_names(MASK_GENERATORS)) * 0.5  # one row per generator
     out = tool.main(["--config", "configs/mae/tiny_cpu.py", "--out", str(tmp_path / "mae.png")])
     assert osp.isfile(out)
 

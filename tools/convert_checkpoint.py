@@ -18,8 +18,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from mim_zoo.compat import load_trusted  # noqa: E402
-from mim_zoo.converters import CONVERTERS, convert_state_dict  # noqa: E402
+from mim_zoo.engine.compat import load_trusted  # noqa: E402
+from mim_zoo.core.checkpoints import CONVERTERS, convert_state_dict  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,7 @@
     python tools/export.py CKPT --to mmseg --out CKPT_mmseg.pth
 
 Only the encoder is rebuilt (from the config saved in the checkpoint) and loaded strictly; decoders, momentum
-encoders and teachers are dropped. See mim_zoo/downstream/export.py for the layout of each target.
+encoders and teachers are dropped. See mim_zoo/core/checkpoints/export.py for the layout of each target.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
 import mim_zoo  # noqa: E402,F401  (registers the encoders, applies the compatibility fixes)
-from mim_zoo.downstream.checkpoint import CheckpointError  # noqa: E402
-from mim_zoo.downstream.export import TARGETS, export_encoder  # noqa: E402
+from mim_zoo.core.checkpoints.read import CheckpointError  # noqa: E402
+from mim_zoo.core.checkpoints.export import TARGETS, export_encoder  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,7 @@
 #   MIM_ZOO_WHEEL_DIR  colon-separated directories searched for a prebuilt compiled mmcv 2.1.0 wheel (a cache for
 #                      MIM_ZOO_MMCV_OPS=compiled). Wheels built here are cached in ~/.cache/mim_zoo/wheels.
 #
-# The versions come from mim_zoo/requirements.txt (the one pin file; setup.cfg and mim_zoo.env read it too).
+# The versions come from mim_zoo/requirements.txt (the one pin file; setup.cfg and mim_zoo.engine.env read it too).
 # DEVELOPERS.md lists why each step is needed.
 set -euo pipefail
 
@@ -43,7 +43,7 @@ stamp_inputs=("$pin_file" "$repo/requirements/tests.txt" "$repo/setup.cfg" "$rep
               "$repo/tools/mmcv_ext.py")
 stamp=$({ cat "${stamp_inputs[@]}"; echo "mmcv ops: $ops"; } | sha256sum | cut -d' ' -f1)
 backend_is() {  # $1: torchvision|compiled; mmcv imports with its ops, and they come from there
-    "$venv/bin/python" -c "import mmcv, mmcv.ops; from mim_zoo.env import mmcv_ops_backend
+    "$venv/bin/python" -c "import mmcv, mmcv.ops; from mim_zoo.engine.env import mmcv_ops_backend
 assert mmcv.__version__ == '$mmcv_version' and mmcv_ops_backend() == '$1'" >/dev/null 2>&1
 }
 

@@ -24,8 +24,8 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mim_zoo  # noqa: E402,F401  (registers the plugins, applies the compatibility fixes)
-from mim_zoo.reliability import RunAborted  # noqa: E402
-from mim_zoo.runtime import prepare_config  # noqa: E402
+from mim_zoo.engine.reliability import RunAborted  # noqa: E402
+from mim_zoo.engine.config import prepare_config  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -19,7 +19,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 import mim_zoo  # noqa: E402,F401  (registers the plugins)
 from mim_zoo.registry import MASK_GENERATORS, MODELS, build  # noqa: E402
-from mim_zoo.visualization import mask_samples, render_masks  # noqa: E402
+from mim_zoo.engine.visualization import mask_samples, render_masks  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

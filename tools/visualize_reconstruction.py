@@ -5,7 +5,7 @@ reconstructions), one row per image.
     python tools/visualize_reconstruction.py CONFIG CHECKPOINT IMAGE [IMAGE ...] --out FILE.png [--seed 0]
 
 CHECKPOINT is a checkpoint of CONFIG (``WORK_DIR/epoch_N.pth``, or an official one converted with
-``mim_zoo.converters``). Images are resized (shorter side) and centre-cropped to the encoder's input size; masks are
+``mim_zoo.core.checkpoints``). Images are resized (shorter side) and centre-cropped to the encoder's input size; masks are
 drawn by the config's own mask generator with ``--seed``.
 """
 
@@ -23,8 +23,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 import mim_zoo  # noqa: E402,F401  (registers the plugins)
 from mim_zoo.registry import MODELS  # noqa: E402
-from mim_zoo.validation import describe_state_dict_mismatch  # noqa: E402
-from mim_zoo.visualization import render_grid, visualize_batch  # noqa: E402
+from mim_zoo.core.checkpoints.read import describe_state_dict_mismatch  # noqa: E402
+from mim_zoo.engine.visualization import render_grid, visualize_batch  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

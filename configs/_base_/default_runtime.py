@@ -1,13 +1,13 @@
 # Runtime shared by every pretraining config: mmengine hooks, logging (console + TensorBoard), seeding, and the
-# reliability hooks (mim_zoo/reliability.py, validation.py, visualization.py). Those are *named* default hooks rather
+# reliability hooks (mim_zoo/engine/reliability.py, validation.py, visualization.py). Those are *named* default hooks rather
 # than custom_hooks, so a leaf config that assigns its own custom_hooks keeps them; switch one off with
 # `--cfg-options default_hooks.<name>=None` (tools/train.py drops it).
 from mmengine.hooks import DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
 from mmengine.visualization import LocalVisBackend, TensorboardVisBackend, Visualizer
 
-from mim_zoo.reliability import AtomicCheckpointHook, NonFiniteLossHook, RNGStateHook
-from mim_zoo.validation import CheckpointCompatHook, PreflightHook
-from mim_zoo.visualization import LossCurveHook, ReconstructionVisHook
+from mim_zoo.engine.hooks import AtomicCheckpointHook, NonFiniteLossHook, RNGStateHook
+from mim_zoo.engine.hooks import CheckpointCompatHook, PreflightHook
+from mim_zoo.engine.hooks import LossCurveHook, ReconstructionVisHook
 
 default_scope = "mim_zoo"
 

@@ -14,12 +14,12 @@ from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
 from mmengine.runner import EpochBasedTrainLoop
 from torch.optim import AdamW
 
-from mim_zoo.algorithms import BootMAE
-from mim_zoo.encoders import ViTEncoder
-from mim_zoo.hooks import MIMScheduleHook
-from mim_zoo.masking import BlockMasking
-from mim_zoo.optim import MIMOptimWrapperConstructor
-from mim_zoo.targets import MomentumTarget, PixelTarget
+from mim_zoo.core.algorithms import BootMAE
+from mim_zoo.core.encoders import ViTEncoder
+from mim_zoo.engine.hooks import MIMScheduleHook
+from mim_zoo.core.masking import BlockMasking
+from mim_zoo.engine.optim import MIMOptimWrapperConstructor
+from mim_zoo.core.targets import MomentumTarget, PixelTarget
 
 with read_base():
     from .._base_.datasets.imagenet_pretrain import *

@@ -4,11 +4,11 @@ from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
 from mmengine.runner import EpochBasedTrainLoop
 from torch.optim import AdamW
 
-from mim_zoo.algorithms import MAE
-from mim_zoo.encoders import ViTEncoder
-from mim_zoo.masking import RandomMasking
-from mim_zoo.optim import MIMOptimWrapperConstructor
-from mim_zoo.targets import PixelTarget
+from mim_zoo.core.algorithms import MAE
+from mim_zoo.core.encoders import ViTEncoder
+from mim_zoo.core.masking import RandomMasking
+from mim_zoo.engine.optim import MIMOptimWrapperConstructor
+from mim_zoo.core.targets import PixelTarget
 
 with read_base():
     from .._base_.datasets.shapes_tiny import *

@@ -1,5 +1,5 @@
 # MR-MAE on CPU in seconds: a 2-block 64-d ViT on the embedded 32x32 shapes (4x4 patches), 8 iterations, mimicking
-# two tiny teachers. The teachers are RANDOMLY INITIALISED tiny ViTs written by tools/train.py (mim_zoo/teachers.py)
+# two tiny teachers. The teachers are RANDOMLY INITIALISED tiny ViTs written by tools/train.py (mim_zoo/synthetic/teachers.py)
 # in the real on-disk layouts: an OpenAI-CLIP TorchScript archive and a DINO state dict. They exercise the loading
 # and mimicking code paths only; they teach nothing. Everything else mirrors vitb_400e.py.
 from mmengine.config import read_base
@@ -7,11 +7,12 @@ from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
 from mmengine.runner import EpochBasedTrainLoop
 from torch.optim import AdamW
 
-from mim_zoo.algorithms import MRMAE
-from mim_zoo.encoders import ViTEncoder
-from mim_zoo.masking import RandomMasking
-from mim_zoo.optim import MIMOptimWrapperConstructor
-from mim_zoo.targets import PixelTarget, TeacherTarget
+from mim_zoo.core.algorithms import MRMAE
+from mim_zoo.core.encoders import ViTEncoder
+from mim_zoo.core.masking import RandomMasking
+from mim_zoo.engine.optim import MIMOptimWrapperConstructor
+from mim_zoo.core.targets import PixelTarget, TeacherTarget
+from mim_zoo.synthetic.teachers import generate_teachers
 
 with read_base():
     from .._base_.datasets.shapes_tiny import *
@@ -30,10 +31,10 @@ tiny_teacher = dict(img_size=img_size, patch_size=4, embed_dim=48, depth=2, num_
 teacher_root = "data/generated/teachers/"
 clip_file = teacher_root + "tiny_random_clip_ViT-B-16.pt"
 dino_file = teacher_root + "tiny_random_dino_vitbase16_pretrain.pth"
-generate_teachers = [
+synthetic_data = synthetic_data + [dict(type=generate_teachers, specs=[
     dict(path=clip_file, layout="openai_clip", file_format="torchscript", seed=1, **tiny_teacher),
     dict(path=dino_file, layout="dino", file_format="torch", seed=2, **tiny_teacher),
-]
+])]
 clip_norm = dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305])
 dino_norm = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 data_norm = dict(input_mean=data_preprocessor["mean"], input_std=data_preprocessor["std"])
@@ -48,10 +49,10 @@ model = dict(
     decoder=dict(embed_dim=32, depth=1, num_heads=4),
     teachers=dict(
         clip=dict(type=TeacherTarget, arch="vit_base_patch16_clip_quickgelu_224", checkpoint=clip_file,
-                  model_kwargs=tiny_teacher, source="a tiny random teacher written by mim_zoo.teachers",
+                  model_kwargs=tiny_teacher, source="a tiny random teacher written by mim_zoo.synthetic.teachers",
                   **clip_norm, **data_norm),
         dino=dict(type=TeacherTarget, arch="vit_base_patch16_224", checkpoint=dino_file, model_kwargs=tiny_teacher,
-                  source="a tiny random teacher written by mim_zoo.teachers", **dino_norm, **data_norm),
+                  source="a tiny random teacher written by mim_zoo.synthetic.teachers", **dino_norm, **data_norm),
     ),
     mimic_head=dict(depth=1),
     mimic_loss="mse",

@@ -2,7 +2,7 @@
 # arXiv abstract). No official code exists, so every entry says where it comes from:
 #   [abstract]  stated in the paper's abstract;
 #   [MAE]       MAE's official recipe (facebookresearch/mae PRETRAIN.md, main_pretrain.py), which MR-MAE builds on;
-#   [chosen]    a documented default of this implementation (see mim_zoo/algorithms/mrmae.py), configurable here.
+#   [chosen]    a documented default of this implementation (see mim_zoo/core/algorithms/mrmae.py), configurable here.
 #
 # Teachers (download them once; training has no network access):
 #   data/teachers/ViT-B-16.pt                 OpenAI CLIP ViT-B/16, the original TorchScript archive
@@ -12,11 +12,11 @@ from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
 from mmengine.runner import EpochBasedTrainLoop
 from torch.optim import AdamW
 
-from mim_zoo.algorithms import MRMAE
-from mim_zoo.encoders import ViTEncoder
-from mim_zoo.masking import RandomMasking
-from mim_zoo.optim import MIMOptimWrapperConstructor
-from mim_zoo.targets import PixelTarget, TeacherTarget
+from mim_zoo.core.algorithms import MRMAE
+from mim_zoo.core.encoders import ViTEncoder
+from mim_zoo.core.masking import RandomMasking
+from mim_zoo.engine.optim import MIMOptimWrapperConstructor
+from mim_zoo.core.targets import PixelTarget, TeacherTarget
 
 with read_base():
     from .._base_.datasets.imagenet_pretrain import *

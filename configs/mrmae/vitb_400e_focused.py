@@ -4,7 +4,7 @@
 # mmpretrain models/selfsup/milan.py) [chosen]. mode="topk" keeps the most-attended tokens deterministically.
 from mmengine.config import read_base
 
-from mim_zoo.masking import AttentionMasking
+from mim_zoo.core.masking import AttentionMasking
 
 with read_base():
     from .vitb_400e import *

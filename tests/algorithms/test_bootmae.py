@@ -1,4 +1,4 @@
-"""BootMAE (mim_zoo/algorithms/bootmae.py, mim_zoo/converters/bootmae.py, configs/bootmae).
+"""BootMAE (mim_zoo/core/algorithms/bootmae.py, mim_zoo/core/checkpoints/bootmae.py, configs/bootmae).
 
 Reference semantics: LightDXY/BootMAE@d604b18 ``models/modeling_pretrain_bootmae.py`` (model), ``run_pretraining.py``
 (losses, EMA), ``utils.py`` (schedules, ``mask_to_index``). Where a test needs the official computation it restates
@@ -19,15 +19,17 @@ import torch.nn.functional as F
 from mmengine.config import Config
 
 import mim_zoo  # noqa: F401  (registers the plugins)
-from mim_zoo.algorithms import MAE
-from mim_zoo.algorithms.bootmae import BootMAE, PatchDeEmbed, SelfAttention, center_weights
-from mim_zoo.converters import convert_state_dict
-from mim_zoo.converters.bootmae import convert_bootmae
-from mim_zoo.encoders import ViTEncoder, patchify, unpatchify
-from mim_zoo.losses import weighted_mse
-from mim_zoo.masking import BlockMasking, mask_to_indices
+from mim_zoo.core.algorithms import MAE
+from mim_zoo.core.algorithms.bootmae import BootMAE, PatchDeEmbed, SelfAttention, center_weights
+from mim_zoo.core.checkpoints import convert_state_dict
+from mim_zoo.core.checkpoints.bootmae import convert_bootmae
+from mim_zoo.core.encoders import ViTEncoder
+from mim_zoo.core.tokens import patchify, unpatchify
+from mim_zoo.core.losses import weighted_mse
+from mim_zoo.core.masking import BlockMasking
+from mim_zoo.core.tokens import mask_to_indices
 from mim_zoo.registry import MODELS, build
-from mim_zoo.schedules import evaluate
+from mim_zoo.core.schedules import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "bootmae"

@@ -12,12 +12,12 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
 import mim_zoo  # noqa: F401  (registers the plugins)
-from mim_zoo.algorithms.mixmae import MixMAE, mix_tokens, mixmae_loss, split_streams, unmix_predictions
-from mim_zoo.converters import convert_state_dict
-from mim_zoo.converters.mixmim import swin_relative_position_index
-from mim_zoo.encoders import sincos_pos_embed_2d
-from mim_zoo.masking import MixingMask
-from mim_zoo.mixmim_encoder import MixMIMEncoder
+from mim_zoo.core.algorithms.mixmae import MixMAE, mix_tokens, mixmae_loss, split_streams, unmix_predictions
+from mim_zoo.core.checkpoints import convert_state_dict
+from mim_zoo.core.checkpoints.mixmim import swin_relative_position_index
+from mim_zoo.core.tokens import sincos_pos_embed_2d
+from mim_zoo.core.masking import MixingMask
+from mim_zoo.core.encoders.mixmim import MixMIMEncoder
 from mim_zoo.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -1,4 +1,4 @@
-"""MR-MAE (mim_zoo/algorithms/mrmae.py) and its attention-guided masking (mim_zoo/masking.py:AttentionMasking).
+"""MR-MAE (mim_zoo/core/algorithms/mrmae.py) and its attention-guided masking (mim_zoo/core/masking.py:AttentionMasking).
 
 Models are built from ``configs/mrmae/tiny_cpu.py`` with its tiny random teachers written to a temporary folder.
 """
@@ -20,11 +20,11 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
 import mim_zoo  # noqa: F401  (registers the plugins)
-from mim_zoo.algorithms.mrmae import MimicHead, mimic_loss
-from mim_zoo.encoders import patchify
-from mim_zoo.masking import AttentionMasking, RandomMasking
+from mim_zoo.core.algorithms.mrmae import MimicHead, mimic_loss
+from mim_zoo.core.tokens import patchify
+from mim_zoo.core.masking import AttentionMasking, RandomMasking
 from mim_zoo.registry import MASK_GENERATORS, MODELS
-from mim_zoo.teachers import generate_teachers
+from mim_zoo.synthetic.teachers import generate_teachers
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID = (8, 8)  # 32x32 images, 4x4 patches
@@ -36,11 +36,12 @@ def tiny_cfg(tmp_path_factory: pytest.TempPathFactory) -> Config:
     """The tiny config with its teachers generated in a temporary folder."""
     cfg = Config.fromfile(str(ROOT / "configs/mrmae/tiny_cpu.py"))
     folder = tmp_path_factory.mktemp("teachers")
-    for spec in cfg.generate_teachers:
+    (specs,) = [entry.specs for entry in cfg.synthetic_data if entry.type is generate_teachers]
+    for spec in specs:
         spec.path = str(folder / Path(spec.path).name)
     for teacher in cfg.model.teachers.values():
         teacher.checkpoint = str(folder / Path(teacher.checkpoint).name)
-    generate_teachers(cfg.generate_teachers)
+    generate_teachers(specs)
     return cfg
 
 

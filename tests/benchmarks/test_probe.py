@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks.probe import extract_features, knn_accuracy, knn_classify, linear_probe, standardize
-from mim_zoo.encoders import ViTEncoder
+from mim_zoo.core.encoders import ViTEncoder
 
 
 def blobs(n_per_class: int, num_classes: int, dim: int, spread: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""mim_zoo.downstream.checkpoint: the encoder of a pretraining checkpoint, rebuilt from its saved config alone."""
+"""mim_zoo.core.checkpoints.read: the encoder of a pretraining checkpoint, rebuilt from its saved config alone."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ import pytest
 import torch
 
 import mim_zoo  # noqa: F401
-from mim_zoo.downstream.checkpoint import (CheckpointError, load_pretrained_encoder, parse_config_text,
-                                           read_checkpoint, resolve_type, saved_model_config)
-from mim_zoo.encoders import ViTEncoder
+from mim_zoo.core.checkpoints.read import CheckpointError, load_pretrained_encoder, parse_config_text, read_checkpoint, resolve_type, saved_model_config
+from mim_zoo.core.encoders import ViTEncoder
 
 
 def test_parse_config_text_reads_mmengine_pretty_text():
     text = ("lr = 1.5e-06\nbetas = (0.9, 0.95,)\nneg = -3\nflag = True\nnothing = None\n"
-            "model = dict(encoder=dict(type='mim_zoo.encoders.ViTEncoder', depth=2, sizes=[1, 2]), decoder={'a': 1})")
+            "model = dict(encoder=dict(type='mim_zoo.core.encoders.ViTEncoder', depth=2, sizes=[1, 2]), decoder={'a': 1})")
     cfg = parse_config_text(text)
     assert cfg == dict(lr=1.5e-6, betas=(0.9, 0.95), neg=-3, flag=True, nothing=None,
-                       model=dict(encoder=dict(type="mim_zoo.encoders.ViTEncoder", depth=2, sizes=[1, 2]),
+                       model=dict(encoder=dict(type="mim_zoo.core.encoders.ViTEncoder", depth=2, sizes=[1, 2]),
                                   decoder={"a": 1}))
 
 
@@ -34,8 +33,8 @@ def test_parse_config_text_never_executes_code(tmp_path):
 
 def test_saved_config_of_a_real_checkpoint(tiny_checkpoint):
     model = saved_model_config(read_checkpoint(tiny_checkpoint))
-    assert model["type"] == "mim_zoo.algorithms.MAE"
-    assert model["encoder"] == dict(type="mim_zoo.encoders.ViTEncoder", arch="vit_tiny_patch16_224", img_size=32,
+    assert model["type"] == "mim_zoo.core.algorithms.MAE"
+    assert model["encoder"] == dict(type="mim_zoo.core.encoders.ViTEncoder", arch="vit_tiny_patch16_224", img_size=32,
                                     patch_size=4, embed_dim=64, depth=2, num_heads=4)
 
 
@@ -88,7 +87,7 @@ def test_unusable_files_are_errors_that_say_why(tiny_checkpoint, tmp_path):
 
 
 def test_only_registered_encoder_types_are_built():
-    assert resolve_type("mim_zoo.encoders.ViTEncoder") is ViTEncoder
+    assert resolve_type("mim_zoo.core.encoders.ViTEncoder") is ViTEncoder
     assert resolve_type("ViTEncoder") is ViTEncoder
     with pytest.raises(CheckpointError, match="not a registered"):
         resolve_type("os.system")

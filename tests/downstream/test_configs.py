@@ -15,10 +15,13 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 import mim_zoo  # noqa: F401
-from mim_zoo.downstream.loading import PretrainedBackboneMixin
+from mim_zoo.core.downstream.loading import PretrainedBackboneMixin
 
-CONFIGS = sorted(p for p in Path("configs/benchmarks").rglob("*.py") if not p.name.endswith("_tiny_cpu.py"))
-TINY = sorted(Path("configs/benchmarks").rglob("*_tiny_cpu.py"))
+from ..conftest import CATALOGUE
+
+RECIPES = {r.name: r for r in CATALOGUE.recipes()}
+CONFIGS = [Path(r.config) for r in RECIPES.values() if not r.twin_of]
+TINY = {Path(r.config): Path(RECIPES[r.twin_of].config) for r in RECIPES.values() if r.twin_of}  # twin -> full
 LIBRARY = {"mmpretrain": "mmpretrain.registry", "mmseg": "mmseg.registry", "mmdet": "mmdet.registry"}
 
 
@@ -80,10 +83,11 @@ def test_derived_numbers():
     assert boot_lin.optim_wrapper.optimizer.lr == pytest.approx(6.4) and boot_lin.model.backbone.frozen_stages == 10
 
 
-@pytest.mark.parametrize("path", TINY, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(TINY), ids=lambda p: p.name)
 def test_tiny_twins_keep_the_model_and_optimizer_of_their_full_config(path: Path):
+    assert path.parent / _base_name(path) == TINY[path]  # the twin inherits the full config its metafile names
     twin = Config.fromfile(str(path))
-    base = Config.fromfile(str(path.parent / _base_name(path)))
+    base = Config.fromfile(str(TINY[path]))
     assert twin.model.type == base.model.type and twin.model.backbone.type == base.model.backbone.type
     assert (twin.model.get("neck") or {}).get("type") == (base.model.get("neck") or {}).get("type")
     assert twin.optim_wrapper.get("constructor") == base.optim_wrapper.get("constructor")

@@ -1,4 +1,4 @@
-"""tools/export.py and mim_zoo.downstream.export: each target's file loads into that library's model, and for every
+"""tools/export.py and mim_zoo.core.checkpoints.export: each target's file loads into that library's model, and for every
 algorithm (BootMAE, MR-MAE, a combo, MixMAE) the loader and each export carry exactly the pretraining weights."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import mim_zoo  # noqa: F401
-from mim_zoo.downstream import load_pretrained_encoder
-from mim_zoo.downstream.benchmark import method_label, recipe_config
-from mim_zoo.downstream.convert import ConversionError, Converted, timm_vit_to_openmmlab
-from mim_zoo.downstream.export import export_encoder
-from mim_zoo.downstream.loading import load_checked
+from mim_zoo.core.downstream import load_pretrained_encoder
+from mim_zoo.engine.benchmark import method_label, recipe_config
+from mim_zoo.core.checkpoints.layouts import ConversionError, Converted, timm_vit_to_openmmlab
+from mim_zoo.core.checkpoints.export import export_encoder
+from mim_zoo.core.downstream.loading import load_checked
 
 from .conftest import load_tool, run_tool
 
@@ -50,8 +50,8 @@ def test_mmpretrain_export_loads_into_mmpretrain_vit(tiny_checkpoint, tiny_pretr
 
 
 def test_mmseg_and_mmdet_exports_have_their_backbone_keys(tiny_checkpoint, tmp_path):
-    from mim_zoo.downstream.mmdet import ViTDetBackbone
-    from mim_zoo.downstream.mmseg import MIMBEiT
+    from mim_zoo.core.downstream.mmdet import ViTDetBackbone
+    from mim_zoo.core.downstream.mmseg import MIMBEiT
 
     seg, det = str(tmp_path / "seg.pth"), str(tmp_path / "det.pth")
     export_encoder(tiny_checkpoint, "mmseg", seg)
@@ -76,7 +76,7 @@ def test_bad_requests_are_errors(tiny_checkpoint, tmp_path):
 
 # --- every algorithm: the loader and each export give the pretraining weights -------------------------------------
 # tiny config -> the method label of its checkpoint's results row
-ALGORITHMS = {"bootmae": "BootMAE", "mrmae": "MRMAE", "combos/mae_momentum": "MAE+MomentumTarget", "mixmae": "MixMAE"}
+ALGORITHMS = {"BootMAE": "BootMAE", "MRMAE": "MRMAE", "mae_momentum": "MAE+MomentumTarget", "MixMAE": "MixMAE"}
 TWIN_OF_TARGET = {"mmpretrain": "linear", "mmseg": "ade20k", "mmdet": "coco"}  # a backbone in that layout
 
 

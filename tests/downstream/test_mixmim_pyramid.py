@@ -1,4 +1,4 @@
-"""mim_zoo.downstream.mixmim_pyramid: MixMIM's Swin as a 4-level pyramid, equal to mmpretrain's where they overlap."""
+"""mim_zoo.core.downstream.mixmim_pyramid: MixMIM's Swin as a 4-level pyramid, equal to mmpretrain's where they overlap."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import torch
 from mmpretrain.models.backbones import MixMIMTransformer
 
 import mim_zoo  # noqa: F401
-from mim_zoo.downstream.checkpoint import PretrainedEncoder
-from mim_zoo.downstream.loading import load_checked
-from mim_zoo.downstream.mixmim_pyramid import MIMMixMIMPyramid, window_block_forward
+from mim_zoo.core.checkpoints.read import PretrainedEncoder
+from mim_zoo.core.downstream.loading import load_checked
+from mim_zoo.core.downstream.mixmim_pyramid import MIMMixMIMPyramid, window_block_forward
 
 ARCH = dict(embed_dims=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4])
 WINDOWS = [4, 4, 4, 2]

@@ -1,4 +1,4 @@
-"""mim_zoo.downstream.mmpretrain: ImageNet backbones initialised from a pretraining checkpoint."""
+"""mim_zoo.core.downstream.mmpretrain: ImageNet backbones initialised from a pretraining checkpoint."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
 import mim_zoo  # noqa: F401
-from mim_zoo.downstream.checkpoint import CheckpointError, PretrainedEncoder, load_pretrained_encoder
-from mim_zoo.downstream.mmpretrain import MIMMixMIMTransformer, MIMVisionTransformer
-from mim_zoo.downstream.pos_embed import resize_pos_embed
+from mim_zoo.core.checkpoints.read import CheckpointError, PretrainedEncoder, load_pretrained_encoder
+from mim_zoo.core.downstream.mmpretrain import MIMMixMIMTransformer, MIMVisionTransformer
+from mim_zoo.core.downstream.pos_embed import resize_pos_embed
 
 TINY_ARCH = dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=256)
 
@@ -111,7 +111,7 @@ TINY_SWIN = dict(arch=dict(embed_dims=32, depths=[1, 1, 2], num_heads=[1, 2, 4])
 
 
 def test_mixmim_linear_probe_reads_the_frozen_pooled_final_features(pretraining_checkpoint):
-    checkpoint = pretraining_checkpoint("mixmae")
+    checkpoint = pretraining_checkpoint("MixMAE")
     encoder = load_pretrained_encoder(checkpoint).encoder
     probe = MIMMixMIMTransformer(**TINY_SWIN, frozen_stages=3, mim_checkpoint=checkpoint)
     probe.init_weights()

@@ -1,4 +1,4 @@
-"""mim_zoo.downstream.mmseg: the BEiT/MAE segmentation backbone initialised from a pretraining checkpoint."""
+"""mim_zoo.core.downstream.mmseg: the BEiT/MAE segmentation backbone initialised from a pretraining checkpoint."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 import mim_zoo  # noqa: F401
-from mim_zoo.downstream.checkpoint import CheckpointError
-from mim_zoo.downstream.mmseg import MIMBEiT
-from mim_zoo.downstream.pos_embed import resize_pos_embed
+from mim_zoo.core.checkpoints.read import CheckpointError
+from mim_zoo.core.downstream.mmseg import MIMBEiT
+from mim_zoo.core.downstream.pos_embed import resize_pos_embed
 
 TINY = dict(patch_size=4, embed_dims=64, num_layers=2, num_heads=4, init_values=1.0,
             norm_cfg=dict(type="LN", eps=1e-6))

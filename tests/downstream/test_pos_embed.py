@@ -1,4 +1,4 @@
-"""mim_zoo.downstream.pos_embed: resizing is exact at the same size and agrees with mmseg/mmpretrain/ViTDet."""
+"""mim_zoo.core.downstream.pos_embed: resizing is exact at the same size and agrees with mmseg/mmpretrain/ViTDet."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mim_zoo.downstream.pos_embed import resize_pos_embed, square_grid
-from mim_zoo.encoders import sincos_pos_embed_2d
+from mim_zoo.core.downstream.pos_embed import resize_pos_embed, square_grid
+from mim_zoo.core.tokens import sincos_pos_embed_2d
 
 
 def test_same_size_is_bit_exact_and_a_copy():
@@ -34,7 +34,7 @@ def test_a_constant_table_stays_constant_and_no_prefix_works():
 def test_agrees_with_mmseg_and_mmpretrain():
     from mmpretrain.models.utils import resize_pos_embed as mmpretrain_resize
 
-    from mim_zoo.env import require_mmcv_ops
+    from mim_zoo.engine.env import require_mmcv_ops
     require_mmcv_ops()
     from mmseg.models.backbones import MAE
 

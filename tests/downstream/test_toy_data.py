@@ -1,4 +1,4 @@
-"""mim_zoo.downstream.toy_data: the toy ADE20K / COCO files are what mmseg's and mmdet's real readers and
+"""mim_zoo.synthetic.toy_data: the toy ADE20K / COCO files are what mmseg's and mmdet's real readers and
 evaluators expect: ground truth scored as a prediction gets a perfect score, and labels agree with the pixels."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from mmengine.registry import DefaultScope
 
 import mim_zoo  # noqa: F401
-from mim_zoo.downstream.toy_data import make_toy_ade20k, make_toy_coco, make_toy_dataset
+from mim_zoo.synthetic.toy_data import make_toy_ade20k, make_toy_coco, make_toy_dataset
 
 
 @pytest.fixture(scope="module")

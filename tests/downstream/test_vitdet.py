@@ -1,4 +1,4 @@
-"""mim_zoo.downstream.vitdet: ViTDet's backbone, simple feature pyramid and layer decay (detectron2 semantics)."""
+"""mim_zoo.core.downstream.vitdet: ViTDet's backbone, simple feature pyramid and layer decay (detectron2 semantics)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from timm.models.vision_transformer_sam import Block
 from torch import nn
 
 import mim_zoo  # noqa: F401
-from mim_zoo.downstream.mmdet import SimpleFeaturePyramid, ViTDetBackbone
-from mim_zoo.downstream.pos_embed import resize_pos_embed
+from mim_zoo.core.downstream.mmdet import SimpleFeaturePyramid, ViTDetBackbone
+from mim_zoo.core.downstream.pos_embed import resize_pos_embed
 
 TINY = dict(patch_size=4, embed_dim=64, depth=2, num_heads=4, window_size=4, global_blocks=(1,), pretrain_img_size=32)
 

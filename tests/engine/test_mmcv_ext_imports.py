@@ -26,7 +26,7 @@ CHECK = textwrap.dedent(f"""
     import torchvision
 
     assert mmcv._ext.__file__ == {str(SHIM)!r}, mmcv._ext.__file__
-    assert "mim_zoo.downstream.mmdet" not in sys.modules
+    assert "mim_zoo.core.downstream.mmdet" not in sys.modules
     import mmcv.ops
 
     g = torch.Generator().manual_seed(0)

@@ -29,7 +29,7 @@ from mmengine.runner import Runner  # noqa: E402
 from mmpretrain.structures import DataSample  # noqa: E402
 
 import mim_zoo  # noqa: E402,F401
-from mim_zoo.runtime import prepare_config  # noqa: E402
+from mim_zoo.engine.config import prepare_config  # noqa: E402
 
 GLOBAL_BATCH = 8
 STEPS = 3

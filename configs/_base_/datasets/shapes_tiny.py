@@ -1,17 +1,19 @@
-# The embedded default dataset (mim_zoo/datasets.py): 10 shape classes, 32x32 JPEGs in ImageNet's folder layout,
-# generated on first use by tools/train.py (see `generate_shapes` below) into data/generated/shapes32.
+# The embedded default dataset (mim_zoo/synthetic/shapes.py): 10 shape classes, 32x32 JPEGs in ImageNet's folder layout,
+# generated on first use by tools/train.py (see `synthetic_data` below) into data/generated/shapes32.
 from mmcv.transforms import RandomFlip
 from mmengine.dataset import DefaultSampler, default_collate
 from mmpretrain.datasets import CustomDataset, PackInputs, RandomResizedCrop
 from mmpretrain.models import SelfSupDataPreprocessor
 
-from mim_zoo.validation import CheckedLoadImage
+from mim_zoo.engine.transforms import CheckedLoadImage
+from mim_zoo.synthetic.shapes import make_shapes_dataset
 
 data_root = "data/generated/shapes32/"
 img_size = 32
 batch_per_gpu = 16
 # tools/train.py writes the dataset if it is missing (deterministic for these arguments).
-generate_shapes = dict(root=data_root, num_train_per_class=200, num_val_per_class=50, size=img_size, seed=0)
+synthetic_data = [dict(type=make_shapes_dataset, root=data_root, num_train_per_class=200, num_val_per_class=50,
+                       size=img_size, seed=0)]
 
 data_preprocessor = dict(
     type=SelfSupDataPreprocessor, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True

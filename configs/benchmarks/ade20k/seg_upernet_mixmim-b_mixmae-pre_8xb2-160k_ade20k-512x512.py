@@ -3,13 +3,13 @@
 # UPerHead on the 4 stages, channels 512, FCN auxiliary head on stage 3) with the optimisation of the ViT recipe
 # (AdamW lr 1e-4, wd 0.05 with none on 1-D parameters, layer decay 0.65 over the 24 blocks, 1500 warm-up
 # iterations + poly, 160k x 16, 512 crops, slide 341) and drop path 0.1. The backbone keeps MixMIM's windows
-# [14, 14, 14, 7] (zero-padded) and interpolates its fixed sin-cos positions (mim_zoo/downstream/mixmim_pyramid.py).
+# [14, 14, 14, 7] (zero-padded) and interpolates its fixed sin-cos positions (mim_zoo/core/downstream/mixmim_pyramid.py).
 _base_ = [
     'mmseg::_base_/models/upernet_swin.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mim_zoo.downstream.mmseg'], allow_failed_imports=False)
+custom_imports = dict(imports=['mim_zoo.core.downstream.mmseg'], allow_failed_imports=False)
 
 crop_size = (512, 512)
 num_gpus = 8

@@ -1,13 +1,14 @@
 # CPU twin of seg_upernet_mixmim-b_mixmae-pre_8xb2-160k_ade20k-512x512.py: the same model (MixMIM Swin pyramid with
 # padded windows and interpolated positions, UPerHead on every stage + FCN auxiliary head on the penultimate, 150
 # classes), optimizer (layer-decayed AdamW), schedule shape, pipeline and sliding-window evaluation through mmseg's
-# ADE20KDataset and IoUMetric, on a toy ADE20K of 64-px scenes (mim_zoo/downstream/toy_data.py, written by
+# ADE20KDataset and IoUMetric, on a toy ADE20K of 64-px scenes (mim_zoo/synthetic/toy_data.py, written by
 # tools/benchmark.py) for the tiny MixMIM Swin of configs/mixmae/tiny_cpu.py (32-d, depths 1/1/2, heads 1/2/4,
 # 2-px patches, windows 4, 32 px): three stages at strides 2/4/8 instead of four at 4/8/16/32. 8 iterations.
 _base_ = './seg_upernet_mixmim-b_mixmae-pre_8xb2-160k_ade20k-512x512.py'
 
 data_root = 'data/generated/toy_ade20k/'
-toy_dataset = dict(kind='ade20k', root=data_root, num_train=16, num_val=8, size=64, seed=0)
+synthetic_data = [dict(type='mim_zoo.synthetic.toy_data.make_toy_dataset',
+                       kind='ade20k', root=data_root, num_train=16, num_val=8, size=64, seed=0)]
 crop_size = (64, 64)
 img_scale = (256, 64)
 num_gpus = 1

@@ -13,7 +13,7 @@ _base_ = [
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mim_zoo.downstream.mmseg'], allow_failed_imports=False)
+custom_imports = dict(imports=['mim_zoo.core.downstream.mmseg'], allow_failed_imports=False)
 
 crop_size = (512, 512)
 num_gpus = 8

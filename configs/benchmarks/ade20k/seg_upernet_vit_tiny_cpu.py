@@ -1,12 +1,13 @@
 # CPU twin of seg_upernet_vit-b16_mae-pre_8xb2-160k_ade20k-512x512.py: the same model (BEiT blocks with new relative
 # bias and layer scale, Feature2Pyramid, UPerHead + FCN auxiliary head, 150 classes), optimizer (layer-decayed AdamW),
 # schedule shape, pipeline and sliding-window evaluation through mmseg's ADE20KDataset and IoUMetric, on a toy
-# ADE20K of 64-px scenes (mim_zoo/downstream/toy_data.py, written by tools/benchmark.py) for the tiny ViT of
+# ADE20K of 64-px scenes (mim_zoo/synthetic/toy_data.py, written by tools/benchmark.py) for the tiny ViT of
 # configs/mae/tiny_cpu.py (64-d, 2 blocks, 4 heads, 4-px patches, 32 px). 8 iterations.
 _base_ = './seg_upernet_vit-b16_mae-pre_8xb2-160k_ade20k-512x512.py'
 
 data_root = 'data/generated/toy_ade20k/'
-toy_dataset = dict(kind='ade20k', root=data_root, num_train=16, num_val=8, size=64, seed=0)
+synthetic_data = [dict(type='mim_zoo.synthetic.toy_data.make_toy_dataset',
+                       kind='ade20k', root=data_root, num_train=16, num_val=8, size=64, seed=0)]
 crop_size = (64, 64)
 img_scale = (256, 64)
 num_gpus = 1

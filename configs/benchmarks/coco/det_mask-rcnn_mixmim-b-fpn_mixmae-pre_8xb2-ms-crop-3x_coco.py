@@ -3,9 +3,9 @@
 # (configs/swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py: multi-scale + crop augmentation, AdamW lr 1e-4,
 # wd 0.05 with none on norms / positions / relative tables, 36 epochs, steps at 27 and 33, batch 16) with the
 # backbone swapped for MixMIM's (windows [14, 14, 14, 7] zero-padded, interpolated sin-cos positions, one
-# LayerNorm per level; mim_zoo/downstream/mixmim_pyramid.py), drop path 0.3 as for Swin-B.
+# LayerNorm per level; mim_zoo/core/downstream/mixmim_pyramid.py), drop path 0.3 as for Swin-B.
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
-custom_imports = dict(imports=['mim_zoo.downstream.mmdet'], allow_failed_imports=False)
+custom_imports = dict(imports=['mim_zoo.core.downstream.mmdet'], allow_failed_imports=False)
 
 num_gpus = 8
 batch_per_gpu = 2

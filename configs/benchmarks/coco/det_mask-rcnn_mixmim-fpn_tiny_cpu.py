@@ -2,13 +2,14 @@
 # with padded windows and interpolated positions, FPN, RPN, shared 2-fc box head, mask head), the multi-scale + crop
 # augmentation with every size divided by 10, AdamW with the Swin recipe's weight-decay exclusions and a step
 # schedule, trained and evaluated through mmdet's CocoDataset and CocoMetric (box and mask AP) on a toy COCO of 64-px
-# scenes (mim_zoo/downstream/toy_data.py, written by tools/benchmark.py), for the tiny MixMIM Swin of
+# scenes (mim_zoo/synthetic/toy_data.py, written by tools/benchmark.py), for the tiny MixMIM Swin of
 # configs/mixmae/tiny_cpu.py (32-d, depths 1/1/2, heads 1/2/4, 2-px patches, windows 4, 32 px): three stages at
 # strides 2/4/8 (+16/32 from FPN's extra levels); heads are 32 channels wide. One epoch of 8 iterations.
 _base_ = './det_mask-rcnn_mixmim-b-fpn_mixmae-pre_8xb2-ms-crop-3x_coco.py'
 
 data_root = 'data/generated/toy_coco/'
-toy_dataset = dict(kind='coco', root=data_root, num_train=16, num_val=8, size=64, seed=0)
+synthetic_data = [dict(type='mim_zoo.synthetic.toy_data.make_toy_dataset',
+                       kind='coco', root=data_root, num_train=16, num_val=8, size=64, seed=0)]
 num_gpus = 1
 batch_per_gpu = 2
 batch_size = num_gpus * batch_per_gpu

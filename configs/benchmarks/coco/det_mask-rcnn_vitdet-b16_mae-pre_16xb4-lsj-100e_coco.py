@@ -2,7 +2,7 @@
 # detectron2 projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py; mmdet
 # projects/ViTDet/configs/vitdet_mask-rcnn_vit-b-mae_lsj-100e.py, 51.6 box / 45.7 mask AP with MAE): plain ViT with
 # 14 x 14 window attention except in blocks 3, 6, 9, 12, zero-initialised relative positions, drop path 0.1
-# (mim_zoo/downstream/vitdet.py); simple feature pyramid (4x/2x/1x/0.5x + P6) with channel LayerNorm; RPN with two
+# (mim_zoo/core/downstream/vitdet.py); simple feature pyramid (4x/2x/1x/0.5x + P6) with channel LayerNorm; RPN with two
 # convs; box head 4 convs + 1 fc and mask head with LayerNorm; large-scale jitter (1024, scale 0.1-2.0, crop, pad
 # 114), batch 64; AdamW lr 1e-4, betas (0.9, 0.999), wd 0.1 (none on norms and pos_embed), layer decay 0.7, 250
 # warm-up iterations, steps x0.1 at 8/9 and 26/27 of 100 epochs (184375 iterations at 118000 images per epoch).
@@ -12,7 +12,7 @@ _base_ = [
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mim_zoo.downstream.mmdet'], allow_failed_imports=False)
+custom_imports = dict(imports=['mim_zoo.core.downstream.mmdet'], allow_failed_imports=False)
 
 image_size = (1024, 1024)
 num_gpus = 16

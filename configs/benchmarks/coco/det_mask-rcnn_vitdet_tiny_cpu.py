@@ -1,13 +1,14 @@
 # CPU twin of det_mask-rcnn_vitdet-b16_mae-pre_16xb4-lsj-100e_coco.py: the same Mask R-CNN (ViTDet backbone with
 # window + global attention and relative positions, simple feature pyramid, 2-conv RPN, 4conv1fc box head and mask
 # head with LayerNorm), LSJ pipeline, layer-decayed AdamW and step schedule, trained and evaluated through mmdet's
-# CocoDataset and CocoMetric (box and mask AP) on a toy COCO of 64-px scenes (mim_zoo/downstream/toy_data.py, written
+# CocoDataset and CocoMetric (box and mask AP) on a toy COCO of 64-px scenes (mim_zoo/synthetic/toy_data.py, written
 # by tools/benchmark.py) for the tiny ViT of configs/mae/tiny_cpu.py (64-d, 2 blocks, 4-px patches, 32 px).
 # With 4-px patches the pyramid strides are 1, 2, 4, 8 (+16); heads are 32 channels wide. 8 iterations.
 _base_ = './det_mask-rcnn_vitdet-b16_mae-pre_16xb4-lsj-100e_coco.py'
 
 data_root = 'data/generated/toy_coco/'
-toy_dataset = dict(kind='coco', root=data_root, num_train=16, num_val=8, size=64, seed=0)
+synthetic_data = [dict(type='mim_zoo.synthetic.toy_data.make_toy_dataset',
+                       kind='coco', root=data_root, num_train=16, num_val=8, size=64, seed=0)]
 image_size = (64, 64)
 num_gpus = 1
 batch_per_gpu = 2

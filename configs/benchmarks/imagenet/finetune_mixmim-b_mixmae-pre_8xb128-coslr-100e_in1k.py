@@ -4,7 +4,7 @@
 # decay 0.7, 5 warm-up epochs + cosine to 1e-6, 100 epochs, RandAugment, erasing 0.25, Mixup/CutMix, smoothing 0.1.
 # Known difference to the official code (METHODS.md 4.6): there the head and final norm get lr scale 0.7, here 1.
 _base_ = 'mmpretrain::mixmim/benchmarks/mixmim-base_8xb128-coslr-100e_in1k.py'
-custom_imports = dict(imports=['mim_zoo.downstream.mmpretrain'], allow_failed_imports=False)
+custom_imports = dict(imports=['mim_zoo.core.downstream.mmpretrain'], allow_failed_imports=False)
 
 num_gpus = 8
 batch_per_gpu = 128

@@ -7,7 +7,8 @@ _base_ = './finetune_mixmim-b_mixmae-pre_8xb128-coslr-100e_in1k.py'
 data_root = 'data/generated/shapes32_mini/'
 img_size = 32
 # written on first use: 8 training and 10 validation images per class
-generate_shapes = dict(root=data_root, num_train_per_class=8, num_val_per_class=10, size=img_size, seed=0)
+synthetic_data = [dict(type='mim_zoo.synthetic.shapes.make_shapes_dataset', root=data_root,
+                       num_train_per_class=8, num_val_per_class=10, size=img_size, seed=0)]
 num_gpus = 1
 batch_per_gpu = 32
 batch_size = num_gpus * batch_per_gpu

@@ -5,7 +5,7 @@
 # (m9, mstd 0.5), random erasing 0.25, Mixup 0.8 / CutMix 1.0, label smoothing 0.1, head trunc-normal 2e-5.
 # tools/benchmark.py sets model.backbone.mim_checkpoint to the pretraining checkpoint.
 _base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py'
-custom_imports = dict(imports=['mim_zoo.downstream.mmpretrain'], allow_failed_imports=False)
+custom_imports = dict(imports=['mim_zoo.core.downstream.mmpretrain'], allow_failed_imports=False)
 
 num_gpus = 8
 batch_per_gpu = 128

@@ -1,6 +1,6 @@
 # CPU twin of linear_mixmim-b_mixmae-pre_8xb2048-lars-coslr-90e_in1k.py: the same model (frozen MixMIM Swin, pooled
 # final features, BatchNorm without affine + linear head), optimizer (LARS) and evaluation on the embedded shapes
-# dataset (10 classes, 32 px, ImageNet folder layout; mim_zoo/datasets.py), for the tiny MixMIM Swin of
+# dataset (10 classes, 32 px, ImageNet folder layout; mim_zoo/synthetic/shapes.py), for the tiny MixMIM Swin of
 # configs/mixmae/tiny_cpu.py (32-d, depths 1/1/2, heads 1/2/4, 2-px patches, windows 4, 32 px; 128-d output).
 # 4 iterations.
 _base_ = './linear_mixmim-b_mixmae-pre_8xb2048-lars-coslr-90e_in1k.py'
@@ -8,7 +8,8 @@ _base_ = './linear_mixmim-b_mixmae-pre_8xb2048-lars-coslr-90e_in1k.py'
 data_root = 'data/generated/shapes32_mini/'
 img_size = 32
 # written on first use: 8 training and 10 validation images per class
-generate_shapes = dict(root=data_root, num_train_per_class=8, num_val_per_class=10, size=img_size, seed=0)
+synthetic_data = [dict(type='mim_zoo.synthetic.shapes.make_shapes_dataset', root=data_root,
+                       num_train_per_class=8, num_val_per_class=10, size=img_size, seed=0)]
 num_gpus = 1
 batch_per_gpu = 32
 accumulative_counts = 1

@@ -6,7 +6,7 @@
 # The encoder comes from a mim_zoo pretraining checkpoint: tools/benchmark.py sets model.backbone.mim_checkpoint
 # (by hand: --cfg-options model.backbone.mim_checkpoint=work_dirs/<pretrain cfg>/epoch_N.pth).
 _base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
-custom_imports = dict(imports=['mim_zoo.downstream.mmpretrain'], allow_failed_imports=False)
+custom_imports = dict(imports=['mim_zoo.core.downstream.mmpretrain'], allow_failed_imports=False)
 
 num_gpus = 8
 batch_per_gpu = 2048

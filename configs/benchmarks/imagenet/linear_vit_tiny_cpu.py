@@ -1,12 +1,13 @@
 # CPU twin of linear_vit-b16_mae-pre_8xb2048-lars-coslr-90e_in1k.py: the same model, optimizer and evaluation on
-# the embedded shapes dataset (10 classes, 32 px, ImageNet folder layout; mim_zoo/datasets.py), for the tiny ViT
+# the embedded shapes dataset (10 classes, 32 px, ImageNet folder layout; mim_zoo/synthetic/shapes.py), for the tiny ViT
 # of configs/mae/tiny_cpu.py (64-d, 2 blocks, 4 heads, 4-px patches, 32 px). 4 iterations; CI runs it.
 _base_ = './linear_vit-b16_mae-pre_8xb2048-lars-coslr-90e_in1k.py'
 
 data_root = 'data/generated/shapes32_mini/'
 img_size = 32
 # written on first use: 8 training and 10 validation images per class
-generate_shapes = dict(root=data_root, num_train_per_class=8, num_val_per_class=10, size=img_size, seed=0)
+synthetic_data = [dict(type='mim_zoo.synthetic.shapes.make_shapes_dataset', root=data_root,
+                       num_train_per_class=8, num_val_per_class=10, size=img_size, seed=0)]
 num_gpus = 1
 batch_per_gpu = 32
 accumulative_counts = 1

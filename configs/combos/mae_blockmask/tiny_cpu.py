@@ -1,7 +1,7 @@
 # Tiny CPU twin of combos/mae_blockmask: configs/mae/tiny_cpu.py (8x8 grid) with the block counts scaled by 64/196.
 from mmengine.config import read_base
 
-from mim_zoo.masking import BlockMasking
+from mim_zoo.core.masking import BlockMasking
 
 with read_base():
     from ...mae.tiny_cpu import *

@@ -3,7 +3,7 @@
 # instead of MAE's per-patch random 75%: the same masking ratio, spatially correlated holes.
 from mmengine.config import read_base
 
-from mim_zoo.masking import BlockMasking
+from mim_zoo.core.masking import BlockMasking
 
 with read_base():
     from ...mae.vitb_800e import *

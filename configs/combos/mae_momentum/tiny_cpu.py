@@ -1,8 +1,8 @@
 # Tiny CPU twin of combos/mae_momentum: the momentum schedule's breakpoints stretched from 800 epochs to this run.
 from mmengine.config import read_base
 
-from mim_zoo.hooks import MIMScheduleHook
-from mim_zoo.targets import MomentumTarget
+from mim_zoo.engine.hooks import MIMScheduleHook
+from mim_zoo.core.targets import MomentumTarget
 
 with read_base():
     from ...mae.tiny_cpu import *

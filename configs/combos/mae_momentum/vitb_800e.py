@@ -5,8 +5,8 @@
 # (utils.py:adjust_ema_momentum with --model_ema_dynamic): 0.999 -> 0.9999 at epoch 100 -> 0.99999 at epoch 400.
 from mmengine.config import read_base
 
-from mim_zoo.hooks import MIMScheduleHook
-from mim_zoo.targets import MomentumTarget
+from mim_zoo.engine.hooks import MIMScheduleHook
+from mim_zoo.core.targets import MomentumTarget
 
 with read_base():
     from ...mae.vitb_800e import *

@@ -1,7 +1,7 @@
 # Tiny CPU twin of combos/mrmae_blockmask: configs/mrmae/tiny_cpu.py with the block counts scaled to the 8x8 grid.
 from mmengine.config import read_base
 
-from mim_zoo.masking import BlockMasking
+from mim_zoo.core.masking import BlockMasking
 
 with read_base():
     from ...mrmae.tiny_cpu import *

@@ -3,7 +3,7 @@
 # tokens that cluster outside large holes, the reconstruction on block-shaped holes. Otherwise configs/mrmae/vitb_400e.py.
 from mmengine.config import read_base
 
-from mim_zoo.masking import BlockMasking
+from mim_zoo.core.masking import BlockMasking
 
 with read_base():
     from ...mrmae.vitb_400e import *

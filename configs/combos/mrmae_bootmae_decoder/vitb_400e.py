@@ -5,7 +5,7 @@
 # BootMAE argues helps; MR-MAE's mimic loss on the visible tokens is unchanged. Otherwise configs/mrmae/vitb_400e.py.
 from mmengine.config import read_base
 
-from mim_zoo.algorithms import BootMAEPixelDecoder
+from mim_zoo.core.algorithms import BootMAEPixelDecoder
 
 with read_base():
     from ...mrmae.vitb_400e import *

