@@ -122,3 +122,13 @@ def test_a_cuda_run_with_ops_without_cuda_kernels_is_told_the_fix(monkeypatch, b
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         env.require_mmcv_ops("ADE20K segmentation with mmseg")  # UperNet calls no mmcv op
+
+
+def test_the_downstream_runner_checks_the_ops_of_mmseg_and_mmdet_configs(monkeypatch, tmp_path):
+    from mim_zoo.engine.benchmark import task_config
+
+    monkeypatch.setenv("MIM_ZOO_MMCV_OPS", "compiled")
+    monkeypatch.setattr(env, "mmcv_ops_backend", lambda: "torchvision")
+    for config in ("coco/det_mask-rcnn_vitdet_tiny_cpu.py", "ade20k/seg_upernet_vit_tiny_cpu.py"):
+        with pytest.raises(env.StackError, match="MIM_ZOO_MMCV_OPS=compiled asks for compiled"):
+            task_config(REPO / "configs/benchmarks" / config, "pretrained.pth", str(tmp_path))
