@@ -28,6 +28,7 @@ import torch
 from mmengine.registry import Registry
 from torch import Tensor, nn
 
+from ..contracts import ContractError, EncoderProtocol, check_plugin
 from ..registry import MASK_GENERATORS, MODELS, TARGET_GENERATORS
 
 ENCODER_PREFIX = "encoder."
@@ -251,12 +252,13 @@ def load_pretrained_encoder(path: str | os.PathLike) -> PretrainedEncoder:
     encoder = encoder_cls(**kwargs)
     load_encoder_strict(encoder, encoder_weights(ckpt["state_dict"], source), source)
     encoder.eval()
-    canonical = getattr(encoder, "canonical", None)
-    if canonical is None or not hasattr(encoder, "export_state_dict"):
-        raise CheckpointError(f"{encoder_cls.__name__} has no `canonical` layout / `export_state_dict()`")
+    try:
+        check_plugin(encoder, EncoderProtocol, f"the encoder of {source}")
+    except ContractError as err:
+        raise CheckpointError(str(err)) from err
     meta = ckpt.get("meta", {})
     return PretrainedEncoder(
-        encoder=encoder, state_dict=encoder.export_state_dict(), canonical=canonical, method=_type_name(model_cfg),
+        encoder=encoder, state_dict=encoder.export_state_dict(), canonical=encoder.canonical, method=_type_name(model_cfg),
         epoch=meta.get("epoch"), iteration=meta.get("iter"), encoder_cfg=encoder_cfg, source=source,
         components=model_components(model_cfg),
     )
