@@ -10,7 +10,10 @@ A *subject* is one ``pipeline_impl`` of ``configs/_base_/datasets/imagenet_pretr
 config trained with before, ``fast``, ``nvjpeg``), built exactly as training builds it (the config's pipeline,
 sampler and collate function through ``Runner.build_dataloader``, its data preprocessor), optionally with arguments
 of its first step changed: ``fast:dct_headroom=1`` decodes at the smallest DCT scale that keeps the crop >= 224,
-``fast:dct_headroom=None`` every JPEG at full resolution. ``nvjpeg`` decodes in its data preprocessor, on
+``fast:dct_headroom=None`` every JPEG at full resolution, ``fast:decoder=opencv`` decodes whole images with OpenCV
+where ``fast`` (``decoder="auto"``) decodes only the crops with libjpeg-turbo >= 3.0 if it is installed
+(``mim_zoo/engine/pipeline/turbojpeg.py``; ``MIM_ZOO_LIBTURBOJPEG=/path/libturbojpeg.so.0`` names one; the report
+says which decoder each subject used). ``nvjpeg`` decodes in its data preprocessor, on
 ``--device``: on a CPU that is torchvision's libjpeg-turbo decoder, so only its loader columns (reading files and
 sampling boxes: what the workers of a GPU run do) mean there what they mean on a GPU machine. The images are
 photograph-like JPEGs of ImageNet's size and file-size distribution (``mim_zoo.synthetic.photos``, written once to
@@ -64,8 +67,8 @@ class Settings:
     num_images: int = 256
     seed: int = 0
     quality: int = 90
-    subjects: list[str] = field(default_factory=lambda: ["mmpretrain", "fast", "fast:dct_headroom=1",
-                                                         "fast:dct_headroom=None", "nvjpeg"])
+    subjects: list[str] = field(default_factory=lambda: ["mmpretrain", "fast", "fast:decoder=opencv",
+                                                         "fast:dct_headroom=1", "fast:dct_headroom=None", "nvjpeg"])
     workers: list[int] = field(default_factory=lambda: [0, 1, 2])
     batch_size: int = 32
     rounds: int = 3
@@ -270,6 +273,47 @@ def decode_floor(files: list[Path], repeats: int = 3) -> dict[str, float]:
     return out
 
 
+def region_decode_floor(files: list[Path], seed: int, repeats: int = 3) -> float | None:
+    """CPU seconds per image of TurboJPEG's region decode alone of the crop boxes the ``fast`` pipeline samples
+    (RandomResizedCrop(0.2-1) on each file, seeded), best of ``repeats``; ``None`` without libjpeg-turbo >= 3.0."""
+    from types import SimpleNamespace
+
+    from mmpretrain.datasets.transforms import RandomResizedCrop
+
+    from mim_zoo.engine.pipeline import CropBox, turbojpeg
+
+    if turbojpeg.library() is None:
+        return None
+    decoder, crop = turbojpeg.decoder(), RandomResizedCrop(224, crop_ratio_range=(0.2, 1.0))
+    np.random.seed(seed)
+    jobs = []
+    for path in files:
+        data = path.read_bytes()
+        header = decoder.header(data)
+        jobs.append((data, CropBox(*crop.rand_crop_params(SimpleNamespace(shape=(header.height, header.width))))))
+    best = math.inf
+    for _ in range(repeats):
+        start = time.process_time()
+        for data, box in jobs:
+            decoder.decode(data, box)
+        best = min(best, (time.process_time() - start) / len(jobs))
+    return best
+
+
+def decoders(subject: Subject) -> str:
+    """Which decoder the subject's first step resolved to (``fast``: ``decoder="auto"`` -> turbojpeg or opencv)."""
+    from mim_zoo.engine.pipeline import DecodeRandomResizedCrop, turbojpeg
+
+    first = subject.dataset().pipeline.transforms[0]
+    if not isinstance(first, DecodeRandomResizedCrop):
+        return "opencv (whole images, mmcv)"
+    if first.decode == "device":
+        return "nvjpeg in the data preprocessor, on --device (torchvision's libjpeg-turbo decoder on a CPU)"
+    if first.decoder == "turbojpeg":
+        return f"turbojpeg (crop regions; {turbojpeg.library()[1]}), opencv for other files"
+    return "opencv (whole images)"
+
+
 def fidelity(subjects: list[Subject], settings: Settings, device: torch.device) -> dict[str, Any]:
     """Pixels of every subject against :data:`REFERENCE` under the same seed per image: the crop boxes and flips
     are identical (the same numpy draws), so the difference is decoding and resizing alone.
@@ -340,8 +384,9 @@ def run(settings: Settings) -> dict[str, Any]:
                       f"{epoch['images'] / epoch['wall']:.0f} img/s", flush=True)
     preprocess = {s.name: time_preprocessor(s, loaders[s.name, settings.workers[0]], device) for s in subjects}
     raw = {"epochs": epochs, "preprocessor": preprocess, "fidelity": fidelity(subjects, settings, device),
-           "decode_floor": decode_floor(image_files(root)),
-           "subjects": {s.name: {"impl": s.impl, "overrides": s.overrides,
+           "decode_floor": {**decode_floor(image_files(root)),
+                            "crop_region": region_decode_floor(image_files(root), settings.seed)},
+           "subjects": {s.name: {"impl": s.impl, "overrides": s.overrides, "decoder": decoders(s),
                                  "pipeline": [_step(t) for t in s.loader_cfg.dataset.pipeline]} for s in subjects}}
     machine = machine_info(device, torch.get_num_threads())
     return summarise(raw, dict(vars(settings)), machine, describe_images(image_files(root)), REFERENCE)

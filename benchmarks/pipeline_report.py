@@ -160,7 +160,10 @@ def to_markdown(results: dict[str, Any], level: int = 1) -> str:
               f"full colour, {1e3 * floor['eighth_grey']:.2f} ms / img at 1/8 in greyscale (about the entropy "
               "decoding, which every pipeline pays whatever it crops): no CPU pipeline decoding these files exceeds "
               f"{1 / floor['eighth_grey']:.0f} images/s per core, none decoding them in full "
-              f"{1 / floor['full_colour']:.0f}."]
+              f"{1 / floor['full_colour']:.0f}." + (
+                  "" if floor.get("crop_region") is None else
+                  f" TurboJPEG's region decode of the sampled crop boxes alone: {1e3 * floor['crop_region']:.2f} ms / "
+                  "img.")]
     fid = _fidelity_rows(results)
     if fid:
         lines += ["", f"{h2} Pixels against {results['reference']}'s, same seeds (same crop boxes and flips)", "",
@@ -169,8 +172,8 @@ def to_markdown(results: dict[str, Any], level: int = 1) -> str:
     lines += ["", f"{h2} Targets", ""]
     lines += [f"- {'met' if t['met'] else 'NOT met'}: {t['target']} (measured {t['value']:.2f}x)"
               for t in results["targets"]] or ["- none evaluated (needs the reference and a 0-worker run)"]
-    lines += ["", f"{h2} Subjects", ""] + [f"- **{name}**: " + " -> ".join(sub["pipeline"])
-                                           for name, sub in results["subjects"].items()]
+    lines += ["", f"{h2} Subjects", ""] + [f"- **{name}**: " + " -> ".join(sub["pipeline"]) + (
+        f"; decoder: {sub['decoder']}" if sub.get("decoder") else "") for name, sub in results["subjects"].items()]
     return "\n".join(lines) + "\n"
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from benchmarks.pipeline import children_cpu_seconds, main, parse_args, parse_subject
 from benchmarks.pipeline_report import to_markdown
+from mim_zoo.engine.pipeline import turbojpeg
 
-SUBJECTS = ["mmpretrain", "fast", "fast:dct_headroom=None", "nvjpeg"]
+SUBJECTS = ["mmpretrain", "fast", "fast:decoder=opencv", "fast:dct_headroom=None", "nvjpeg"]
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +37,11 @@ def test_every_subject_is_timed_at_every_worker_count(results):
 def test_fidelity_is_measured_against_mmpretrain_with_the_same_crops(results):
     fidelity = {name: s["fidelity"] for name, s in results["json"]["subjects"].items()}
     assert fidelity["mmpretrain"]["max_abs"] == 0  # the reference against itself
-    for name in ("fast", "fast:dct_headroom=None", "nvjpeg"):
+    for name in ("fast", "fast:decoder=opencv", "fast:dct_headroom=None", "nvjpeg"):
         assert fidelity[name]["mean_abs"] < 0.5
         assert sum(v["images"] for v in fidelity[name]["by_dct_scale"].values()) == 3
     assert fidelity["nvjpeg"]["mean_abs"] == fidelity["fast:dct_headroom=None"]["mean_abs"]  # same decode, same crop
+    assert fidelity["fast"]["mean_abs"] == fidelity["fast:decoder=opencv"]["mean_abs"]  # region decode: same pixels
 
 
 def test_report_has_every_table_and_the_target(results):
@@ -47,9 +49,14 @@ def test_report_has_every_table_and_the_target(results):
     for heading in ("Images/s per core", "Images/s (wall clock)", "Cost per image and cores per GPU",
                     "Pixels against mmpretrain's", "Targets", "Subjects"):
         assert f"## {heading}" in md
-    assert sum("x mmpretrain's images/s per core" in t["target"] for t in doc["targets"]) == 2  # both fast subjects
+    assert sum("x mmpretrain's images/s per core" in t["target"] for t in doc["targets"]) == 3  # the fast subjects
     assert md.count("| fast |") == 4 and "DecodeRandomResizedCrop(" in md
     assert "Decoding alone" in md and 0 < doc["decode_floor"]["eighth_grey"] < doc["decode_floor"]["full_colour"]
+    region = turbojpeg.library() is not None
+    assert (doc["decode_floor"]["crop_region"] is not None) == region == ("region decode of the sampled crop" in md)
+    decoders = {name: s["decoder"] for name, s in doc["subjects"].items()}
+    assert decoders["fast"].startswith("turbojpeg" if region else "opencv") and decoders["mmpretrain"].startswith(
+        "opencv") and decoders["fast:decoder=opencv"] == "opencv (whole images)" and "; decoder: nvjpeg" in md
     nested = to_markdown(doc, level=4)
     assert nested.startswith("#### Input pipeline") and "\n##### Targets" in nested and "\n## " not in nested
 

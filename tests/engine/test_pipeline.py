@@ -16,6 +16,10 @@ Tolerances, and why:
   (measured 33-45 dB).
 * crop-box statistics: seeded draws, two-sample Kolmogorov-Smirnov distance below its critical value at
   alpha = 1e-4, c(alpha) * sqrt(2 / n) with c = sqrt(-ln(alpha / 2) / 2); means within 5 standard errors.
+* the region decoder (TurboJPEG >= 3.0, ``decoder="turbojpeg"``) against OpenCV's whole-image decode: bit-identical
+  (tolerance 0), both are libjpeg-turbo with the same IDCT and upsampling. Those tests run where the library is
+  found (``$MIM_ZOO_LIBTURBOJPEG``, a conda ``libjpeg-turbo >= 3``, the system's); elsewhere they are skipped and
+  the pipeline decodes with OpenCV, which every other test covers.
 """
 
 from __future__ import annotations
@@ -52,14 +56,19 @@ from mim_zoo.engine.pipeline import (
     resized_crop,
     resolve_workers,
     select_pipeline,
+    turbojpeg,
 )
+from mim_zoo.engine.pipeline.decode import jpeg_needs_pillow, planar_hwc, probe_with_pillow
 from mim_zoo.engine.pipeline.device import unpack
-from mim_zoo.engine.pipeline.geometry import interpolate
+from mim_zoo.engine.pipeline.geometry import decoded_window, interpolate, stored_window
 from mim_zoo.engine.transforms import CheckedLoadImage, CorruptImageError
 from mim_zoo.synthetic.photos import natural_image, write_photo_folder
 
 REPO = Path(__file__).resolve().parents[2]
 CROP = dict(scale=224, crop_ratio_range=(0.2, 1.0), interpolation="bicubic")
+requires_turbojpeg = pytest.mark.skipif(turbojpeg.library() is None, reason=f"no TurboJPEG >= 3.0 library: "
+                                        f"{turbojpeg.HOW_TO_GET} to run the region decoder's tests")
+CPU_DECODERS = ["opencv", pytest.param("turbojpeg", marks=requires_turbojpeg)]
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 
 
@@ -158,6 +167,30 @@ def _png_with_exif(rgb: np.ndarray, exif: Image.Exif) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_stored_window_is_the_displayed_window_before_orienting(orientation):
+    """Cropping the stored pixels at stored_window(w) and orienting gives the displayed image's window w (what the
+    region decoder relies on), for random windows of a 7 x 11 image in every EXIF orientation."""
+    stored = torch.arange(3 * 7 * 11, dtype=torch.int32).view(3, 7, 11)
+    shown = orient(stored, orientation)
+    rng = np.random.default_rng(orientation)
+    for _ in range(50):
+        top, left = (int(rng.integers(0, n)) for n in shown.shape[1:])
+        window = CropBox(top, left, int(rng.integers(1, shown.shape[1] - top + 1)),
+                         int(rng.integers(1, shown.shape[2] - left + 1)))
+        w = stored_window(window, orientation, tuple(shown.shape[1:]))
+        assert torch.equal(orient(stored[:, w.top:w.top + w.height, w.left:w.left + w.width], orientation),
+                           shown[:, top:top + window.height, left:left + window.width])
+
+
+def test_decoded_window_by_hand():
+    """At 1/2 a box of full-resolution rows 5-17 and columns 3-10 covers reduced rows 2.5-8.5 and columns 1.5-5.5:
+    whole pixels 2-8 and 1-5, clipped to the reduced image (ceil of 17 / 2 = 9 rows, 6 columns here)."""
+    assert decoded_window(CropBox(5, 3, 12, 8), 2, (9, 6)) == CropBox(2, 1, 7, 5)
+    assert decoded_window(CropBox(5, 3, 12, 8), 2, (8, 5)) == CropBox(2, 1, 6, 4)
+    assert decoded_window(CropBox(5, 3, 12, 8), 1, (17, 11)) == CropBox(5, 3, 12, 8)
+
+
 def test_dct_scale_by_hand():
     assert dct_scale(CropBox(0, 0, 460, 528), (224, 224)) == 2  # 230 x 264 at 1/2, still >= 224
     assert dct_scale(CropBox(0, 0, 460, 528), (224, 224), headroom=2) == 1  # 230 < 2 x 224
@@ -199,6 +232,32 @@ def test_unknown_interpolation_and_bad_arguments_are_clear_errors():
         DecodeRandomResizedCrop(224, decode="gpu")
     with pytest.raises(ValueError, match="dct_headroom must be >= 1"):
         DecodeRandomResizedCrop(224, dct_headroom=0.5)
+    with pytest.raises(ValueError, match="decoder must be one of auto, opencv, turbojpeg, got 'pillow'"):
+        DecodeRandomResizedCrop(224, decoder="pillow")
+
+
+def test_the_region_decoder_without_its_library_is_a_clear_error(monkeypatch, tmp_path):
+    """decoder='turbojpeg' without TurboJPEG >= 3.0 names how to get it; 'auto' falls back to OpenCV; a library named
+    by $MIM_ZOO_LIBTURBOJPEG that is not TurboJPEG 3 is refused loudly, naming the variable."""
+    monkeypatch.setattr(turbojpeg, "library", lambda: None)
+    with pytest.raises(ValueError, match="decoder='turbojpeg' needs libjpeg-turbo >= 3.0.*conda-forge libjpeg-turbo.*"
+                                         "MIM_ZOO_LIBTURBOJPEG.*decoder='opencv'"):
+        DecodeRandomResizedCrop(224, decoder="turbojpeg")
+    assert DecodeRandomResizedCrop(224).decoder == "opencv"
+    monkeypatch.undo()
+    fake = tmp_path / "libturbojpeg.so.0"
+    fake.write_bytes(b"not a library")
+    monkeypatch.setenv(turbojpeg.LIBRARY_ENV, str(fake))
+    turbojpeg.library.cache_clear()
+    try:
+        with pytest.raises(OSError, match=r"\$MIM_ZOO_LIBTURBOJPEG='.*libturbojpeg.so.0' is not a loadable "
+                                          "TurboJPEG >= 3.0 library"):
+            turbojpeg.library()
+        with pytest.raises(OSError, match="TurboJPEG < 3.0"):
+            turbojpeg.load_library(str(next(Path(cv2.__file__).parent.parent.glob("pillow.libs/libjpeg*"))))
+    finally:
+        monkeypatch.undo()
+        turbojpeg.library.cache_clear()
 
 
 # --- crop boxes ---------------------------------------------------------------------------------------------------
@@ -246,23 +305,25 @@ def test_crop_box_statistics_match_mmpretrain(tmp_path, size):
 
 
 # --- pixels -------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("decoder", CPU_DECODERS)
 @pytest.mark.parametrize("args", [{"dct_headroom": None}, {}], ids=["full-resolution", "default"])
-def test_pixels_match_mmpretrains_pipeline(photos, args):
+def test_pixels_match_mmpretrains_pipeline(photos, args, decoder):
     """The same crop box and flip (same seed), the same decoder; only the resize kernel differs (see the module
     docstring). These <= 420-pixel files never decode at a reduced scale."""
     for index, path in enumerate(photos):
-        got, expected = ours(path, index, **args), reference(path, index)
+        got, expected = ours(path, index, decoder=decoder, **args), reference(path, index)
         assert got["data_samples"].ori_shape == expected["data_samples"].ori_shape
         assert got["data_samples"].flip == expected["data_samples"].flip
         assert_close_to_reference(got["inputs"], expected["inputs"])
 
 
+@pytest.mark.parametrize("decoder", CPU_DECODERS)
 @pytest.mark.parametrize("headroom, min_psnr", [(2.0, 40.0), (1.0, 30.0)])
-def test_dct_scaled_decode_stays_close_to_a_full_decode(large_photo, headroom, min_psnr):
+def test_dct_scaled_decode_stays_close_to_a_full_decode(large_photo, headroom, min_psnr, decoder):
     """Crops of a 1500 x 1100 photo decoded at the scale the transform picks, against the full-resolution decode of
     the same crop box; the transform picks the largest scale that leaves the crop >= headroom x 224."""
-    transform = DecodeRandomResizedCrop(**CROP, dct_headroom=headroom)
-    full = DecodeRandomResizedCrop(**CROP, dct_headroom=None)
+    transform = DecodeRandomResizedCrop(**CROP, dct_headroom=headroom, decoder=decoder)
+    full = DecodeRandomResizedCrop(**CROP, dct_headroom=None, decoder="opencv")
     scales = []
     for seed in range(24):
         np.random.seed(seed)
@@ -276,14 +337,135 @@ def test_dct_scaled_decode_stays_close_to_a_full_decode(large_photo, headroom, m
     assert set(scales) >= ({1, 2} if headroom == 2 else {2, 4})  # the crops exercised reduced decoding
 
 
-def test_odd_files_match_mmpretrains_pipeline(odd_files):
+@pytest.mark.parametrize("decoder", CPU_DECODERS)
+def test_odd_files_match_mmpretrains_pipeline(odd_files, decoder):
     """CMYK and greyscale JPEGs, RGBA and palette PNGs (no DCT scaling), EXIF-rotated JPEGs (the box is sampled on
     the displayed image, as OpenCV's IMREAD_COLOR shows it to mmpretrain): all RGB 224 x 224 like the reference."""
     for index, path in enumerate(odd_files.values()):
-        got, expected = ours(path, index), reference(path, index)
+        got, expected = ours(path, index, decoder=decoder), reference(path, index)
         assert got["data_samples"].ori_shape == expected["data_samples"].ori_shape, path
         assert got["inputs"].shape == (3, 224, 224)
         assert_close_to_reference(got["inputs"], expected["inputs"])
+
+
+def test_an_xmp_orientation_is_ignored_as_opencv_ignores_it(tmp_path):
+    """A JPEG whose only orientation is XMP's tiff:Orientation: Pillow's getexif reports it, OpenCV's IMREAD_COLOR
+    (the reference's decoder) does not apply it, so neither does the pipeline (it rotated such files before)."""
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    path = tmp_path / "xmp.JPEG"
+    path.write_bytes(jpeg_bytes(natural_image(np.random.default_rng(2), 300, 400), xmp=xmp))
+    assert Image.open(path).getexif().get(0x0112) == 6  # what Pillow alone would have applied
+    got, expected = ours(str(path), 0), reference(str(path), 0)
+    assert got["data_samples"].ori_shape == expected["data_samples"].ori_shape == (300, 400)
+    assert_close_to_reference(got["inputs"], expected["inputs"])
+
+
+def test_jpeg_needs_pillow_only_for_app1_segments_or_what_it_cannot_follow(odd_files):
+    """The marker scan that lets a plain JPEG skip Pillow: JFIF-only files do not need it (and Pillow finds
+    orientation 1 in them); EXIF or XMP (APP1), a marker stream it cannot follow, or a file cut in its headers do."""
+    rgb = natural_image(np.random.default_rng(4), 64, 80)
+    plain, progressive = jpeg_bytes(rgb), jpeg_bytes(rgb, progressive=True)
+    assert not jpeg_needs_pillow(plain) and not jpeg_needs_pillow(progressive)
+    assert probe_with_pillow(plain).orientation == 1
+    assert jpeg_needs_pillow(Path(odd_files["exif6"]).read_bytes())
+    assert jpeg_needs_pillow(jpeg_bytes(rgb, xmp=b"<x:xmpmeta/>"))
+    assert jpeg_needs_pillow(plain[:2] + b"\x00" + plain[3:])  # not a marker where one must be
+    assert jpeg_needs_pillow(plain[:40])  # cut before the image data
+    assert not jpeg_needs_pillow(plain[:2] + b"\xff" + plain[2:])  # a fill byte before a marker
+
+
+# --- the region decoder (TurboJPEG >= 3.0) ------------------------------------------------------------------------
+def _encodings(rng: np.random.Generator) -> dict[str, bytes]:
+    """The JPEG variants the region decoder meets: every common subsampling, progressive, greyscale, restart
+    markers, sizes that are no multiple of the 16-pixel iMCU."""
+    files = {}
+    for height, width in [(375, 500), (333, 211), (97, 1003)]:
+        rgb = natural_image(rng, height, width)
+        for name, save in {"420": {"subsampling": 2}, "422": {"subsampling": 1}, "444": {"subsampling": 0},
+                           "progressive": {"progressive": True}, "restarts": {"restart_marker_rows": 1}}.items():
+            files[f"{width}x{height}-{name}"] = jpeg_bytes(rgb, **save)
+        files[f"{width}x{height}-grey"] = jpeg_bytes(np.ascontiguousarray(rgb[..., 0]))
+    return files
+
+
+@requires_turbojpeg
+def test_region_decode_is_the_full_decode_there():
+    """Random windows decoded by region at every DCT scale against the same pixels of OpenCV's decode of the whole
+    image at that scale (IMREAD_REDUCED_COLOR_s): bit-identical, edges and corners included."""
+    rng = np.random.default_rng(0)
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+             8: cv2.IMREAD_REDUCED_COLOR_8}
+    for name, data in _encodings(rng).items():
+        for scale, flag in flags.items():
+            full = torch.from_numpy(cv2.imdecode(np.frombuffer(data, np.uint8), flag)).permute(2, 0, 1)
+            height, width = full.shape[1:]
+            windows = [CropBox(0, 0, height, width), CropBox(height - 1, width - 1, 1, 1)]
+            for _ in range(12):
+                top, left = int(rng.integers(0, height)), int(rng.integers(0, width))
+                windows.append(CropBox(top, left, int(rng.integers(1, height - top + 1)),
+                                       int(rng.integers(1, width - left + 1))))
+            for w in windows:
+                got = turbojpeg.decoder().decode(data, w, scale)
+                assert torch.equal(got, full[:, w.top:w.top + w.height, w.left:w.left + w.width]), (name, scale, w)
+
+
+@requires_turbojpeg
+def test_region_decoder_gives_opencvs_pixels_and_boxes(photos, large_photo, odd_files):
+    """The transform with decoder='turbojpeg' against decoder='opencv', same seeds: the same boxes, DCT scales and
+    pixels, bit for bit (EXIF-rotated files decoded by region through stored_window); CMYK JPEGs and PNGs go to
+    OpenCV."""
+    by_region, whole = (DecodeRandomResizedCrop(**CROP, decoder=d, dct_headroom=1) for d in ("turbojpeg", "opencv"))
+    paths = [*photos, *odd_files.values(), *[large_photo] * 24]
+    decoders, scales = [], set()
+    for index, path in enumerate(paths):
+        np.random.seed(index)
+        got = by_region({"img_path": path})
+        np.random.seed(index)
+        expected = whole({"img_path": path})
+        assert got["crop_box"] == expected["crop_box"] and got["dct_scale"] == expected["dct_scale"]
+        np.testing.assert_array_equal(got["img"], expected["img"], err_msg=path)
+        decoders.append((Path(path).stem, got["decoder"]))
+        scales.add(got["dct_scale"])
+    for path in photos:  # plain JPEGs: the header from libjpeg-turbo alone, as Pillow reads it
+        probe, pillow = by_region._probe(Path(path).read_bytes()), probe_with_pillow(Path(path).read_bytes())
+        assert probe.turbo is not None and probe[:4] == pillow[:4]
+    assert {d for stem, d in decoders if stem in ("cmyk", "rgba_png", "palette_png")} == {"opencv"}
+    assert {d for stem, d in decoders if stem not in ("cmyk", "rgba_png", "palette_png")} == {"turbojpeg"}
+    assert scales >= {1, 2, 4}  # the large photo's crops decoded by region at reduced scales too
+
+
+@requires_turbojpeg
+def test_region_decoder_judges_damaged_files_as_the_reference_does(photos, tmp_path):
+    """Files damaged inside the crop: cut off in the middle (the reference, CheckedLoadImage, calls it unreadable),
+    noise after a valid header, a few bytes flipped. TurboJPEG warns about all of them, and OpenCV decides: the
+    same verdict and the same pixels as decoder='opencv' and as the reference's decision."""
+    data = Path(photos[0]).read_bytes()
+    noise = np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    flipped = bytearray(data)
+    flipped[900:905] = b"\x00\xff\x00\xff\x00"
+    damaged = {"truncated": data[:len(data) // 2], "noise": data[:700] + noise, "flipped": bytes(flipped)}
+    for name, content in damaged.items():
+        path = tmp_path / f"{name}.JPEG"
+        path.write_bytes(content)
+        try:
+            CheckedLoadImage()({"img_path": str(path)})
+            readable = True
+        except CorruptImageError:
+            readable = False
+        out = {}
+        for decoder in ("turbojpeg", "opencv"):
+            np.random.seed(0)
+            step = DecodeRandomResizedCrop(**{**CROP, "crop_ratio_range": (1.0, 1.0)}, decoder=decoder)
+            try:
+                out[decoder] = step({"img_path": str(path)})
+            except CorruptImageError:
+                out[decoder] = None
+        assert (out["turbojpeg"] is not None) == (out["opencv"] is not None) == readable, name
+        if readable:
+            assert out["turbojpeg"]["decoder"] == "opencv", name  # TurboJPEG warned; OpenCV decoded it
+            np.testing.assert_array_equal(out["turbojpeg"]["img"], out["opencv"]["img"], err_msg=name)
+    assert not CheckedLoadImage(on_corrupt="skip")({"img_path": str(tmp_path / "truncated.JPEG")})
 
 
 # --- flips, dtypes, seeds -----------------------------------------------------------------------------------------
@@ -318,6 +500,21 @@ def loader_cfg(root: Path, impl: str, batch: int = 4, workers: int = 0) -> dict:
                                                                                .iterdir())))
     resolve_workers(loader)
     return loader
+
+
+def test_the_image_is_handed_over_planar_so_packing_copies_nothing(photos):
+    """results["img"] is mmcv's [h, w, 3] BGR array as a view of [3, h, w] memory: PackInputs packs that memory itself
+    (no copy) unless a flip reversed it; the values are the resize's."""
+    pixels = torch.randint(0, 256, (1, 3, 7, 5), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)[0]
+    img = planar_hwc(pixels)
+    assert img.shape == (7, 5, 3) and np.array_equal(img, pixels.permute(1, 2, 0).numpy())
+    np.random.seed(0)
+    results = DecodeRandomResizedCrop(**CROP)({"img_path": photos[0]})
+    base = results["img"].transpose(2, 0, 1)
+    assert base.flags.c_contiguous
+    assert PackInputs()(dict(results))["inputs"].data_ptr() == base.ctypes.data
+    flipped = PackInputs()(RandomFlip(prob=1.0)(dict(results)))["inputs"]
+    assert torch.equal(flipped, torch.from_numpy(base[:, :, ::-1].copy()))
 
 
 def test_batches_stay_uint8_until_the_data_preprocessor_normalises(photos):
@@ -399,8 +596,10 @@ def test_nvjpeg_without_cuda_is_a_clear_error():
 
 
 # --- unreadable files ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("decode", ["cpu", "device"])
-def test_unreadable_files_fail_or_are_skipped_like_checked_load_image(photos, tmp_path, decode):
+@pytest.mark.parametrize("decode, decoder", [("cpu", "opencv"), pytest.param("cpu", "turbojpeg",
+                                                                             marks=requires_turbojpeg),
+                                             ("device", "auto")])
+def test_unreadable_files_fail_or_are_skipped_like_checked_load_image(photos, tmp_path, decode, decoder):
     root = tmp_path / "root"
     for index, path in enumerate(photos[:6]):
         (root / "train" / "a").mkdir(parents=True, exist_ok=True)
@@ -410,7 +609,8 @@ def test_unreadable_files_fail_or_are_skipped_like_checked_load_image(photos, tm
 
     def dataset(**args: object) -> ImageNet:
         return ImageNet(data_root=str(root), split="train", metainfo=dict(classes=["a"]),
-                        pipeline=[dict(type=DecodeRandomResizedCrop, **CROP, decode=decode, **args)])
+                        pipeline=[dict(type=DecodeRandomResizedCrop, **CROP, decode=decode, decoder=decoder,
+                                       **args)])
 
     strict = dataset()
     bad = next(i for i in range(len(strict)) if "zz_garbage" in strict.get_data_info(i)["img_path"])
@@ -471,11 +671,14 @@ def test_loader_workers_follow_the_cores_of_each_process(monkeypatch):
 
 
 # --- whole training runs ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("impl", ["fast", "mmpretrain", "nvjpeg"])
+@pytest.mark.parametrize("impl", ["fast", "mmpretrain", "nvjpeg", pytest.param("fast:turbojpeg",
+                                                                                marks=requires_turbojpeg)])
 def test_a_runner_trains_mae_on_imagenet_layout_with_each_pipeline(photos, tmp_path, impl):
     """The tiny MAE with the ImageNet config's data part (mmpretrain's ImageNet dataset, its pipelines at 32 px) on
     JPEG files in ImageNet's folders, prepared as tools/train.py prepares it; the nvjpeg path runs its CPU decoder
-    (installed by hand: apply_pipeline_impl refuses nvjpeg without CUDA)."""
+    (installed by hand: apply_pipeline_impl refuses nvjpeg without CUDA); "fast:turbojpeg" chooses the region decoder
+    with --cfg-options' key."""
+    impl, _, decoder = impl.partition(":")
     cfg = Config.fromfile(str(REPO / "configs" / "mae" / "tiny_cpu.py"))
     data = Config.fromfile(str(REPO / "configs" / "_base_" / "datasets" / "imagenet_pretrain.py"))
     for choice in data.pipelines.values():
@@ -488,6 +691,8 @@ def test_a_runner_trains_mae_on_imagenet_layout_with_each_pipeline(photos, tmp_p
                          "train_pipeline": data.train_pipeline, "train_dataloader": data.train_dataloader.to_dict(),
                          "train_cfg.max_epochs": 1,
                          "work_dir": str(tmp_path)})
+    if decoder:
+        cfg.merge_from_dict({"pipelines.fast.pipeline.0.decoder": decoder})
     cfg.pop("generate_shapes")
     if impl == "nvjpeg":
         select_pipeline(cfg, impl)
@@ -495,9 +700,11 @@ def test_a_runner_trains_mae_on_imagenet_layout_with_each_pipeline(photos, tmp_p
     runner = Runner.from_cfg(prepare_config(cfg))
     runner.train()
     assert runner.iter == 2 and isinstance(runner.train_dataloader.dataset, ImageNet)
-    first = type(runner.train_dataloader.dataset.pipeline.transforms[0]).__name__
-    assert first == {"fast": "DecodeRandomResizedCrop", "mmpretrain": "CheckedLoadImage",
-                     "nvjpeg": "DecodeRandomResizedCrop"}[impl]
+    first = runner.train_dataloader.dataset.pipeline.transforms[0]
+    assert type(first).__name__ == {"fast": "DecodeRandomResizedCrop", "mmpretrain": "CheckedLoadImage",
+                                    "nvjpeg": "DecodeRandomResizedCrop"}[impl]
+    if decoder:
+        assert first.decoder == decoder
     assert type(runner.model.data_preprocessor) is (NvJpegDataPreprocessor if impl == "nvjpeg" else
                                                     SelfSupDataPreprocessor)
     assert (tmp_path / "vis" / "reconstruction_epoch_1.png").is_file()  # the vis hook went through the same path

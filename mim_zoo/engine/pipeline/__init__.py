@@ -6,14 +6,25 @@
   same, decoded by nvjpeg on the GPU;
 * :func:`apply_pipeline_impl` (``switch.py``): the config's ``pipeline_impl`` switch, applied after overrides.
 
-The geometry both share (crop boxes, EXIF orientation, DCT scales, the resize) is in ``geometry.py``.
+The geometry both share (crop boxes, EXIF orientation, DCT scales, the resize) is in ``geometry.py``; the optional
+region decoder (libjpeg-turbo >= 3.0 through ``ctypes``: only the crop's pixels are decoded) in ``turbojpeg.py``.
 """
 
-from .decode import DecodeRandomResizedCrop, DeferredRandomFlip, PackEncodedInputs
+from .decode import DecodeRandomResizedCrop, DeferredRandomFlip, PackEncodedInputs, resolve_decoder
 from .device import NvJpegDataPreprocessor, collate_encoded
-from .geometry import CropBox, dct_scale, orient, resized_crop, scaled_resized_crop
+from .geometry import (
+    CropBox,
+    dct_scale,
+    decoded_window,
+    orient,
+    resize_window,
+    resized_crop,
+    scaled_resized_crop,
+    stored_window,
+)
 from .switch import apply_pipeline_impl, default_workers, resolve_workers, select_pipeline
 
 __all__ = ["CropBox", "DecodeRandomResizedCrop", "DeferredRandomFlip", "NvJpegDataPreprocessor", "PackEncodedInputs",
-           "apply_pipeline_impl", "collate_encoded", "dct_scale", "default_workers", "orient", "resized_crop",
-           "resolve_workers", "scaled_resized_crop", "select_pipeline"]
+           "apply_pipeline_impl", "collate_encoded", "dct_scale", "decoded_window", "default_workers", "orient",
+           "resize_window", "resized_crop", "resolve_decoder", "resolve_workers", "scaled_resized_crop",
+           "select_pipeline", "stored_window"]

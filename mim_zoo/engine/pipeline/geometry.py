@@ -5,7 +5,9 @@ Everything works on ``[C, H, W]`` uint8 tensors, on any device (:func:`scaled_re
 * :func:`orient` turns the stored pixels into the image as displayed (EXIF orientation, as
   ``PIL.ImageOps.exif_transpose`` and OpenCV's ``IMREAD_COLOR`` do), with views and flips;
 * :func:`dct_scale` picks the JPEG decoding scale 1/s, s in (1, 2, 4, 8), that keeps a crop at least as large as
-  the output (times a headroom); :func:`scaled_resized_crop` crops and resizes the image decoded at that scale;
+  the output (times a headroom); :func:`scaled_resized_crop` crops and resizes the image decoded at that scale:
+  :func:`decoded_window` (the pixels the resize reads) and :func:`resize_window`, which also takes that window
+  alone, as a region decoder delivers it (:func:`stored_window`: where it lies in the stored, un-oriented pixels);
 * :func:`resized_crop` crops (a view) and resizes with torch's antialiased kernels, which compute Pillow's filters
   (pytorch ``aten/src/ATen/native/cpu/UpSampleKernelAVXAntialias.h``: the uint8 AVX2 path follows Pillow-SIMD's
   ``Resample.c``): within 1-2 grey levels of mmpretrain's crop + Pillow resize (``tests/engine/test_pipeline.py``),
@@ -78,36 +80,73 @@ def dct_scale(box: CropBox, size: tuple[int, int], headroom: float = 1.0) -> int
 def scaled_resized_crop(image: Tensor, box: CropBox, scale: int, size: tuple[int, int],
                         interpolation: str = "bicubic") -> Tensor:
     """:func:`resized_crop` of ``box`` (in full-resolution pixels) out of ``image`` ``[3, H, W]`` uint8 (CPU), the
-    image decoded at 1/``scale``: ``[3, h, w]`` uint8.
+    image decoded at 1/``scale``: ``[3, h, w]`` uint8 (:func:`decoded_window` of it, then :func:`resize_window`)."""
+    window = decoded_window(box, scale, tuple(image.shape[-2:]))
+    pixels = image[:, window.top:window.top + window.height, window.left:window.left + window.width]
+    return resize_window(pixels, window, box, scale, size, interpolation)
+
+
+def decoded_window(box: CropBox, scale: int, size: tuple[int, int]) -> CropBox:
+    """The whole pixels of an image decoded at 1/``scale`` (``size`` = its (h, w)) that :func:`resize_window` reads
+    to resize ``box`` (full-resolution pixels): ``box`` itself at scale 1.
 
     libjpeg's pixel i at 1/s covers full-resolution pixels [s i, s i + s), so an edge at x lies at x / s, between
-    two reduced pixels; Pillow's resize takes that fractional box, on the smallest whole-pixel crop around it (the
-    filter reads at most a pixel beyond the box, where the full-resolution path clamps at the crop's edge). Rounding
-    the edges instead would move the crop by up to a quarter output pixel (``dct_headroom=2``): 27-32 dB PSNR
-    against the full-resolution decode on textured photos, 44-46 dB with the exact box.
+    two reduced pixels: the window is the smallest whole-pixel box around the fractional one (clipped to the image,
+    whose sides libjpeg rounds up).
     """
     if scale == 1:
-        return resized_crop(image, box, size, interpolation)
-    height, width = image.shape[-2:]
-    top, left = box.top / scale, box.left / scale
-    bottom, right = min(height, (box.top + box.height) / scale), min(width, (box.left + box.width) / scale)
-    rows, cols = slice(math.floor(top), math.ceil(bottom)), slice(math.floor(left), math.ceil(right))
-    crop = np.ascontiguousarray(image[:, rows, cols].permute(1, 2, 0).numpy())
-    inner = (left - cols.start, top - rows.start, right - cols.start, bottom - rows.start)
+        return box
+    top, left = math.floor(box.top / scale), math.floor(box.left / scale)
+    bottom = math.ceil(min(size[0], (box.top + box.height) / scale))
+    right = math.ceil(min(size[1], (box.left + box.width) / scale))
+    return CropBox(top, left, bottom - top, right - left)
+
+
+def resize_window(pixels: Tensor, window: CropBox, box: CropBox, scale: int, size: tuple[int, int],
+                  interpolation: str = "bicubic") -> Tensor:
+    """Resize ``box`` (full-resolution pixels) to ``size`` = (h, w) from ``pixels`` ``[3, h', w']`` uint8 (CPU), the
+    :func:`decoded_window` ``window`` of the image decoded at 1/``scale``: ``[3, h, w]`` uint8.
+
+    At scale 1 the window is the crop (:func:`resized_crop`'s kernels). At 1/s, Pillow's resize takes the box's exact
+    fractional edges inside the window (the filter reads at most a pixel beyond them, where the full-resolution path
+    clamps at the crop's edge). Rounding the edges instead would move the crop by up to a quarter output pixel
+    (``dct_headroom=2``): 27-32 dB PSNR against the full-resolution decode on textured photos, 44-46 dB with the
+    exact box.
+    """
+    if scale == 1:
+        return resized_crop(pixels, CropBox(0, 0, window.height, window.width), size, interpolation)
+    crop = np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
+    inner = (box.left / scale - window.left, box.top / scale - window.top,
+             min(window.left + window.width, (box.left + box.width) / scale) - window.left,
+             min(window.top + window.height, (box.top + box.height) / scale) - window.top)
     out = Image.fromarray(crop).resize((size[1], size[0]), _PILLOW_FILTERS[interpolation], box=inner)
     return torch.from_numpy(np.array(out)).permute(2, 0, 1)
+
+
+def stored_window(window: CropBox, orientation: int, size: tuple[int, int]) -> CropBox:
+    """``window`` of the displayed image (``size`` = its (h, w)) -> the window of the stored pixels that
+    :func:`orient` turns into it: ``orient(stored)[window] == orient(stored[stored_window(window)])``."""
+    transpose, flip_rows, flip_cols = _ORIENTATIONS.get(orientation, _ORIENTATIONS[1])
+    top = size[0] - window.top - window.height if flip_rows else window.top  # undo the flips, then the transpose
+    left = size[1] - window.left - window.width if flip_cols else window.left
+    return CropBox(left, top, window.width, window.height) if transpose else CropBox(top, left, window.height,
+                                                                                      window.width)
 
 
 def resized_crop(image: Tensor, box: CropBox, size: tuple[int, int], interpolation: str = "bicubic") -> Tensor:
     """Crop ``box`` out of ``image`` ``[C, H, W]`` uint8 and resize it to ``size`` = (h, w): ``[C, h, w]`` uint8.
 
-    The crop is a view, so the filter stops at the crop's edges as it does for mmpretrain's copy-then-resize
+    The crop is cut out first, so the filter stops at the crop's edges as it does for mmpretrain's copy-then-resize
     (Pillow's ``resize(box=...)`` instead reads the pixels outside the box: up to 28 grey levels apart at the
     border). Bilinear and bicubic are antialiased (Pillow's filters, support scaled with the reduction). The
     uint8 kernels exist on CPU only; elsewhere the crop is resized in float and rounded back to uint8.
     """
     crop = image[None, :, box.top:box.top + box.height, box.left:box.left + box.width]
-    return interpolate(crop, size, interpolation, uint8_kernel=crop.device.type == "cpu")[0]
+    if crop.device.type != "cpu":
+        return interpolate(crop, size, interpolation, uint8_kernel=False)[0]
+    # A packed [h, w, 3] copy of the crop (the kernel's own layout): a strided view costs the kernel more than the
+    # copy (about 25% of the resize); the result is bit-identical in either layout.
+    return interpolate(crop.contiguous(memory_format=torch.channels_last), size, interpolation, uint8_kernel=True)[0]
 
 
 def interpolate(images: Tensor, size: tuple[int, int], interpolation: str, uint8_kernel: bool) -> Tensor:
