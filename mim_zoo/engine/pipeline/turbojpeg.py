@@ -11,8 +11,9 @@ outside the region: :meth:`TurboJpeg.decode` therefore decodes one more pixel on
 (``tests/engine/test_pipeline.py`` asserts bit-identical pixels for every subsampling, progressive and greyscale
 files, at every DCT scale).
 
-The library is optional and loaded from, in order: ``$MIM_ZOO_LIBTURBOJPEG`` (a path), ``<sys.prefix>/lib`` (a conda
-environment with ``libjpeg-turbo >= 3``), the system's library path (``ctypes.util.find_library``). Debian 12 and
+The library is loaded from, in order: ``$MIM_ZOO_LIBTURBOJPEG`` (a path), ``<sys.prefix>/lib`` (a conda environment
+with ``libjpeg-turbo >= 3``), the copy bundled in the ``turbojpeg`` wheel of the stack (``mim_zoo/requirements.txt``;
+only its library is used), the system's library path (``ctypes.util.find_library``). Debian 12 and
 Ubuntu 24.04 ship TurboJPEG 2.1 (no ``tj3*`` functions): there :func:`library` is ``None`` and the pipeline decodes
 with OpenCV. The TurboJPEG API reports errors by return value (no ``longjmp`` through Python), which is what makes
 ``ctypes`` safe here; the libjpeg API under it is not callable that way. Constants: ``src/turbojpeg.h`` at
@@ -24,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import importlib.metadata as metadata
 import os
 import sys
 import threading
@@ -80,7 +82,16 @@ def library_candidates() -> list[str]:
     local = [str(p) for p in (Path(sys.prefix) / "lib" / "libturbojpeg.so.0", Path(sys.prefix) / "lib"
                               / "libturbojpeg.dylib") if p.is_file()]
     found = ctypes.util.find_library("turbojpeg")
-    return local + ([found] if found else [])
+    return local + bundled_library() + ([found] if found else [])
+
+
+def bundled_library() -> list[str]:
+    """libturbojpeg as the ``turbojpeg`` wheel bundles it (``turbojpeg.libs/libturbojpeg-<hash>.so.0.3.0``)."""
+    try:
+        files = metadata.distribution("turbojpeg").files or []
+    except metadata.PackageNotFoundError:
+        return []
+    return sorted(str(f.locate()) for f in files if f.name.startswith("libturbojpeg"))
 
 
 def load_library(path: str) -> ctypes.CDLL:
