@@ -33,24 +33,9 @@ import torch  # noqa: E402
 import torch._inductor.config  # noqa: E402
 
 from .breakdown import step_breakdown  # noqa: E402
-from .common import (  # noqa: E402
-    REPO,
-    bf16_supported,
-    build_algorithm,
-    build_optimizer,
-    combos,
-    count_parameters,
-    input_size,
-    load_config,
-    machine_info,
-    paper_config,
-    parse_assignments,
-    quiet_mmengine,
-    registered_algorithms,
-    replace_readme_section,
-    tiny_config,
-    total_loss,
-)
+from .common import (REPO, bf16_supported, build_algorithm, build_optimizer, combos, count_parameters,  # noqa: E402
+                     input_size, load_config, machine_info, paper_config, parse_assignments, quiet_mmengine,
+                     registered_algorithms, replace_readme_section, tiny_config, total_loss)
 from .measure import Subject, matmul_peak, step_flops, step_peak_memory, timed_step  # noqa: E402
 from .peers import MAEGeometry, mmpretrain_mae, official_mae  # noqa: E402
 from .throughput_report import summarise, to_markdown, write_reports  # noqa: E402

@@ -7,17 +7,8 @@ import json
 import pytest
 import torch
 
-from benchmarks.common import (
-    REPO,
-    bf16_supported,
-    build_algorithm,
-    combos,
-    load_config,
-    paper_config,
-    randomize_teachers,
-    registered_algorithms,
-    tiny_config,
-)
+from benchmarks.common import (REPO, bf16_supported, build_algorithm, combos, load_config, paper_config,
+                               randomize_teachers, registered_algorithms, tiny_config)
 from benchmarks.throughput import main, parse_args
 
 ALGORITHMS = registered_algorithms()
