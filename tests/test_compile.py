@@ -53,5 +53,5 @@ def test_compiled_tiny_run_gives_the_eager_losses(config, tmp_path):
     with torch._inductor.config.patch(fallback_random=True):
         compiled = tiny_run_losses(config, str(tmp_path / "compiled"), dict(mode="default"))
     assert len(compiled) == len(eager) >= 4
-    # float32 rounding of fused kernels, compounded over a few AdamW steps; observed <= 1e-6 relative
+    # float32 rounding of fused kernels, compounded over a few AdamW steps; observed 1.3e-7 relative (MAE), 0 (MixMAE)
     torch.testing.assert_close(torch.tensor(compiled), torch.tensor(eager), rtol=1e-5, atol=1e-6)
