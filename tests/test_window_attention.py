@@ -72,16 +72,18 @@ def test_attention_equals_mmpretrain_float32(shape, masked) -> None:
     theirs_x, ours_x = theirs_x.detach().requires_grad_(), ours_x.detach().requires_grad_()
     theirs = attn(theirs_x, mask=mask)  # [B * nW, N, C]
     ours = window_attention(attn, ours_x, bias)  # [B, nW, N, C]
-    assert torch.equal(ours.flatten(0, 1), theirs)  # same op sequence: bit-identical forward
+    # float32 rounding only: the flash kernel and the backward sum in another order (observed <= 2.4e-7 on outputs
+    # of unit scale, <= 1.2e-6 * (1 + |g|) on gradients)
+    torch.testing.assert_close(ours.flatten(0, 1), theirs, rtol=1e-5, atol=2e-6)
     params = [attn.qkv.weight, attn.qkv.bias, attn.proj.weight, attn.relative_position_bias_table]
     for mine, ref in zip(grads(ours.flatten(0, 1), [ours_x, *params]), grads(theirs, [theirs_x, *params]), strict=True):
-        # float32 rounding only (another order of the backward sums); observed <= 2.5e-6 at unit scale
         torch.testing.assert_close(mine.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("masked", [True, False])
 def test_attention_under_bf16_autocast(masked) -> None:
-    """The forward is mmpretrain's, bit for bit; gradients are as close to float64 as mmpretrain's own are."""
+    """Outputs and gradients are as close to float64 as mmpretrain's own (the kernels accumulate in float32 where
+    mmpretrain rounds the logits to bf16)."""
     batch, grid, channels, heads, window = 2, 8, 32, 2, 4
     block = make_block(grid, channels, heads, window)
     attn = block.attn
@@ -92,13 +94,12 @@ def test_attention_under_bf16_autocast(masked) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         theirs, ours = attn(theirs_x, mask=mask), window_attention(attn, ours_x, bias)
     assert ours.dtype == theirs.dtype == torch.bfloat16
-    assert torch.equal(ours.flatten(0, 1), theirs)
     mine, ref = grads(ours.flatten(0, 1), [ours_x, *params]), grads(theirs, [theirs_x, *params])
     attn64 = copy.deepcopy(attn).double()
     x64 = theirs_x.detach().double().requires_grad_()
-    exact = grads(attn64(x64, mask=None if mask is None else mask.double()),
-                  [x64, attn64.qkv.weight, attn64.relative_position_bias_table])
-    for m, r, e in zip(mine, ref, exact, strict=True):
+    out64 = attn64(x64, mask=None if mask is None else mask.double())
+    exact = grads(out64, [x64, attn64.qkv.weight, attn64.relative_position_bias_table])
+    for m, r, e in zip([ours.flatten(0, 1), *mine], [theirs, *ref], [out64, *exact], strict=True):
         err_ours, err_ref = (m.reshape(e.shape).double() - e).abs().max(), (r.double() - e).abs().max()
         assert err_ours <= 1.5 * err_ref + 1e-3 * e.abs().max(), (err_ours, err_ref)
 
@@ -115,7 +116,7 @@ def test_block_equals_mixmim_block(shape, masked) -> None:
     theirs = block(x, attn_mask=labels)
     _, _, ours_x, bias = window_inputs(block, x, labels)
     ours = from_windows(mixmim_block(block, ours_x, bias), (grid, grid), block.window_size)
-    assert torch.equal(ours, theirs)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=2e-6)  # float32 rounding of the attention kernel
     params = list(block.parameters())
     for mine, ref in zip(grads(ours, [x, *params]), grads(theirs, [x, *params]), strict=True):
         torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-5)
@@ -131,7 +132,9 @@ def test_block_drop_path_draws_as_mmpretrain() -> None:
     _, _, ours_x, bias = window_inputs(block, x, labels)
     torch.manual_seed(5)
     ours = from_windows(mixmim_block(block, ours_x, bias), (8, 8), 4)
-    assert torch.equal(ours, theirs)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=2e-6)
+    torch.manual_seed(6)
+    assert not torch.allclose(from_windows(mixmim_block(block, ours_x, bias), (8, 8), 4), theirs, atol=1e-2)
 
 
 def test_windows_round_trip_and_order() -> None:
@@ -168,14 +171,13 @@ def test_other_source_keys_get_exactly_zero_weight() -> None:
 
 
 # --- the kernels ---------------------------------------------------------------------------------------------------
-def test_inference_kernel_matches_training_kernel() -> None:
-    """Without grad the CPU path is SDPA's flash kernel: float32 rounding from the training (mmpretrain) forward."""
+def test_inference_and_training_run_the_same_forward_kernel() -> None:
+    """With or without grad the CPU forward is SDPA's flash kernel: identical outputs."""
     block = make_block(8, 16, 2, 4)
     _, _, windows, bias = window_inputs(block, torch.randn(2, 64, 16), labels_for(8))
     with torch.no_grad():
-        fast = window_attention(block.attn, windows, bias)
-    exact = window_attention(block.attn, windows, bias)
-    torch.testing.assert_close(fast, exact, rtol=1e-5, atol=1e-6)
+        inference = window_attention(block.attn, windows, bias)
+    assert torch.equal(inference, window_attention(block.attn, windows, bias))
 
 
 def test_biased_attention_gradcheck_float64() -> None:
@@ -193,12 +195,13 @@ def test_biased_attention_is_softmax_attention_over_several_chunks(monkeypatch) 
     bias = torch.randn(6, 7, 7, generator=gen).requires_grad_()
     reference = torch.softmax(0.5 * q @ k.transpose(-2, -1) + bias, dim=-1) @ v
     expected = grads(reference, [q, k, v, bias])
-    monkeypatch.setattr(wa, "_CHUNK_BYTES", 2 * 6 * 7 * 7 * 4)  # two images per chunk: chunks of 2, 2, 1
-    assert len(wa._chunks(5, 6, 7)) == 3
-    out = biased_attention(q, k, v, bias, 0.5)
-    torch.testing.assert_close(out, reference)
-    for mine, ref in zip(grads(out, [q, k, v, bias]), expected, strict=True):
-        torch.testing.assert_close(mine, ref)
+    for budget, size in ((2 * 6 * 7 * 7 * 4, 12), (4 * 7 * 7 * 4, 3), (5 * 7 * 7 * 4, 3), (7 * 7 * 4, 1)):
+        monkeypatch.setattr(wa, "_CHUNK_BYTES", budget)  # two images per chunk; half, a third, a sixth of one
+        assert wa._chunk_size(6, 7) == size
+        out = biased_attention(q, k, v, bias, 0.5)
+        torch.testing.assert_close(out, reference)
+        for mine, ref in zip(grads(out, [q, k, v, bias]), expected, strict=True):
+            torch.testing.assert_close(mine, ref)
 
 
 def test_attention_dropout_is_refused() -> None:

@@ -14,20 +14,19 @@ zero-filling three full-size gradient buffers in backward. Here both terms are o
 underflows to 0 in float32, as ``exp(-inf)`` does). The same-source part is shared by the batch (MixMAE mixes every
 image pair with one mask) and by the blocks of a stage (MixMIM never shifts windows): :func:`same_source_bias` builds
 it once per stage, ``[windows, 1, N, N]``, and :func:`mixmim_block` runs a block on tokens that stay partitioned into
-windows for the whole stage. Three kernels, chosen by :func:`biased_attention`:
+windows for the whole stage. Two paths, chosen by :func:`biased_attention`:
 
-* training on the CPU, :class:`BiasedAttention`: torch's CPU flash kernel gives no gradient for ``attn_mask`` (SDPA
-  falls back to its unfused math path when the mask requires grad), but the relative-position table is trained. A
-  fused forward and a hand-written backward (the FlashAttention backward, Dao et al. 2022, arXiv:2205.14135,
-  Alg. 4, with a whole window as one block) over chunks of the batch whose buffers stay in cache and off fresh
-  pages. Its forward is mmpretrain's op sequence, bit-identical to it (also under bf16 autocast); gradients agree
-  within float rounding. It keeps the probabilities for the backward, as autograd keeps mmpretrain's: on the
-  MixMIM-B stage shapes that was faster than the flash forward plus a recomputation in the backward;
-* inference on the CPU: ``F.scaled_dot_product_attention`` with the bias as ``attn_mask`` (the flash kernel; about
-  1.7x the chunked forward), equal to mmpretrain's within float rounding (another summation order);
-* other devices: ``F.scaled_dot_product_attention`` with the bias as ``attn_mask`` (on CUDA the memory-efficient
-  kernel, which returns the bias gradient).
+* training on the CPU, :class:`BiasedAttention`: ``F.scaled_dot_product_attention`` (the flash kernel) forward;
+  its backward gives no gradient for ``attn_mask`` (SDPA falls back to its unfused math path when the mask requires
+  grad), but the relative-position table is trained, so a hand-written backward recomputes the probabilities and
+  returns the bias gradient with those of ``q, k, v`` (the FlashAttention backward, Dao et al. 2022,
+  arXiv:2205.14135, Alg. 4, with a whole window as one block), over chunks of a few windows that stay in cache.
+  Keeping mmpretrain's forward instead (bit-identical, probabilities saved for the backward) measured about 20%
+  slower on the MixMIM-B stage shapes;
+* inference on the CPU and other devices: ``F.scaled_dot_product_attention`` with the bias as ``attn_mask`` (on
+  CUDA the memory-efficient kernel, which returns the bias gradient itself).
 
+Outputs and gradients equal mmpretrain's within float rounding (the kernels sum in another order).
 Parameters and buffers stay mmpretrain's (``attn.qkv``, ``attn.proj``, ``attn.relative_position_bias_table``,
 ``attn.relative_position_index``), so state dicts, official checkpoints and exports are unchanged;
 ``tests/test_window_attention.py`` compares every path with mmpretrain's modules.
@@ -61,10 +60,10 @@ def same_source_bias(labels: Tensor) -> Tensor:
     return bias.masked_fill_(~same, float("-inf")).unsqueeze(1)
 
 
-# Largest [chunk, G, N, N] buffer of the CPU kernel: the batch is processed in chunks below glibc's largest mmap
-# threshold (32 MiB), so buffers come from the heap instead of freshly zeroed pages on every call (a 79 MB
-# allocation costs about as much as one pass over it) and stay in cache between the ops of one chunk.
-_CHUNK_BYTES = 16 * 2**20
+# Size of the [n, N, N] float32 buffers of the CPU backward: chunks of n (image, group) matrices small enough that
+# both buffers and their operands stay in a core's L2 cache (2 MiB on the machines measured) between the chunk's
+# ops; eight 14x14-window matrices. Larger chunks (whole images, 16 MiB) measured about 20% slower.
+_CHUNK_BYTES = 5 * 2**18
 
 
 @torch.autocast("cpu", enabled=False)
@@ -74,83 +73,75 @@ def _cpu_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) 
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0), scale=scale)
 
 
-def _chunks(batch: int, groups: int, tokens: int) -> list[slice]:
-    """Row ranges of ``[B * G, ...]`` tensors, whole images per chunk, each chunk's ``[n, N, N]`` float32 buffer at
-    most ``_CHUNK_BYTES`` (or one image)."""
-    per_image = groups * tokens * tokens * 4
-    step = max(1, min(batch, _CHUNK_BYTES // per_image))
-    return [slice(start * groups, min(batch, start + step) * groups) for start in range(0, batch, step)]
-
-
-def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float32 for float16/bfloat16/float32 (mmpretrain's softmax dtype under autocast), float64 for float64."""
-    return torch.promote_types(dtype, torch.float32)
-
-
-def _bmm_into(a: Tensor, b: Tensor, out: Tensor) -> Tensor:
-    """``a @ b`` (batched, in the dtype of ``a``) written into the buffer ``out`` (the accumulation dtype)."""
-    if a.dtype == out.dtype:
-        return torch.bmm(a, b, out=out)
-    return out.copy_(torch.bmm(a, b))
+def _chunk_size(groups: int, tokens: int) -> int:
+    """Matrices per backward chunk: whole images when one image's ``G`` matrices fit ``_CHUNK_BYTES``, else the
+    largest divisor of ``G`` that fits (a chunk never straddles two images, so it takes a contiguous bias slice)."""
+    fits = max(1, _CHUNK_BYTES // (tokens * tokens * 4))
+    if fits >= groups:
+        return fits // groups * groups
+    return max(n for n in range(1, fits + 1) if groups % n == 0)
 
 
 class BiasedAttention(torch.autograd.Function):
-    """``softmax(scale * q k^T + bias) v`` on the CPU with a trainable ``bias``, in fused chunks.
+    """``softmax(scale * q k^T + bias) v`` on the CPU with a trainable ``bias``: flash forward, chunked backward.
 
     ``q, k, v``: ``[B, G, N, d]`` (``G`` groups: heads, or windows x heads); ``bias``: ``[G, N, N]``, shared by the
-    batch. Returns ``[B, G, N, d]`` in the dtype of ``q``. The precision policy is mmpretrain's under autocast:
-    matmuls in the dtype of ``q``, logits + bias, softmax and its gradient in float32. Forward, per chunk of the
-    batch: ``P = softmax(scale * q k^T + bias)`` (kept for backward, as autograd keeps mmpretrain's), ``O = P v``.
-    Backward: ``dS = P * (dO v^T - rowsum(dO * O))``, ``dq = scale * dS k``, ``dk = scale * dS^T q``,
-    ``dv = P^T dO``, ``dbias = sum_B dS``: five matmuls and two elementwise passes over ``N x N``, where autograd
-    through mmpretrain's ops takes four matmuls and about seven passes, several of them into fresh allocations.
+    batch. Returns ``[B, G, N, d]`` in the dtype of ``q``. The backward recomputes, per chunk of a few ``N x N``
+    matrices held in cache, ``P = softmax(scale * q k^T + bias)`` and ``dS = P * (dO v^T - rowsum(dO * O))``, then
+    ``dq = scale * dS k``, ``dk = scale * dS^T q``, ``dv = P^T dO`` and ``dbias = sum_B dS``; in float32 for
+    float16/bfloat16 inputs, as the flash kernel accumulates. Nothing of size ``N x N`` is kept between forward and
+    backward (autograd through mmpretrain's ops keeps the probabilities of every block).
     """
 
     @staticmethod
-    @torch.autocast("cpu", enabled=False)
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tensor:
-        batch, groups, tokens, dim = q.shape
-        q_scaled = (q * scale).reshape(batch * groups, tokens, dim)  # mmpretrain scales q before the matmul
-        k, v = k.reshape(batch * groups, tokens, dim), v.reshape(batch * groups, tokens, dim)
-        bias_acc = bias.detach().to(_accumulate_dtype(q.dtype))
-        out = torch.empty_like(q_scaled)
-        chunks = _chunks(batch, groups, tokens)
-        buffer = q_scaled.new_empty((chunks[0].stop, tokens, tokens), dtype=_accumulate_dtype(q.dtype))
-        probs = []
-        for rows in chunks:
-            logits = _bmm_into(q_scaled[rows], k[rows].transpose(1, 2), buffer[: rows.stop - rows.start])  # [n, N, N]
-            logits.view(-1, groups, tokens, tokens).add_(bias_acc)
-            p = torch.softmax(logits, dim=-1)
-            torch.bmm(p.to(q.dtype), v[rows], out=out[rows])
-            probs.append(p)
-        ctx.save_for_backward(q_scaled, k, v, out, *probs)
-        ctx.scale, ctx.shape, ctx.bias_dtype = scale, q.shape, bias.dtype
-        return out.view(q.shape)
+        out = _cpu_attention(q, k, v, bias.detach(), scale)  # [B, G, N, d]; a bias requiring grad: no flash
+        ctx.save_for_backward(q, k, v, bias, out)
+        ctx.scale = scale
+        return out
 
     @staticmethod
     @torch.autocast("cpu", enabled=False)
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        q_scaled, k, v, out, *probs = ctx.saved_tensors
-        batch, groups, tokens, dim = ctx.shape
-        dtype = q_scaled.dtype
-        grad_out = grad_out.to(dtype).reshape(batch * groups, tokens, dim)
-        acc = probs[0].dtype
-        delta = (grad_out.to(acc) * out.to(acc)).sum(-1, keepdim=True)  # [B * G, N, 1] = rowsum(P * dP)
-        grad_q, grad_k, grad_v = (torch.empty_like(t) for t in (q_scaled, k, v))
-        grad_bias = probs[0].new_zeros((groups, tokens, tokens)) if ctx.needs_input_grad[3] else None
-        buffer = torch.empty_like(probs[0])
-        for rows, p in zip(_chunks(batch, groups, tokens), probs, strict=True):
-            ds = _bmm_into(grad_out[rows], v[rows].transpose(1, 2), buffer[: rows.stop - rows.start])  # dP [n, N, N]
-            ds.sub_(delta[rows]).mul_(p)  # dS, the gradient of the logits
-            if grad_bias is not None:
+        q, k, v, bias, out = ctx.saved_tensors
+        batch, groups, tokens, dim = q.shape
+        acc = torch.promote_types(q.dtype, torch.float32)  # float32, or float64 for float64 inputs
+
+        def rows(t: Tensor) -> Tensor:  # [B, G, N, d] -> [B * G, N, d] in the accumulation dtype, contiguous
+            return t.to(acc).reshape(batch * groups, tokens, dim).contiguous()
+
+        q_scaled, k, v, grad_out = rows(q * ctx.scale), rows(k), rows(v), rows(grad_out)
+        delta = (grad_out * rows(out)).sum(-1, keepdim=True)  # [B * G, N, 1] = rowsum(P * dP)
+        bias_acc = bias.detach().to(acc)
+        grad_q, grad_k, grad_v = torch.empty_like(q_scaled), torch.empty_like(k), torch.empty_like(v)
+        grad_bias = torch.zeros_like(bias_acc) if ctx.needs_input_grad[3] else None
+        size = _chunk_size(groups, tokens)
+        logits, probs = q_scaled.new_empty(size, tokens, tokens), q_scaled.new_empty(size, tokens, tokens)
+        for start in range(0, batch * groups, size):
+            chunk = slice(start, min(start + size, batch * groups))
+            n, first = chunk.stop - start, start % groups
+            s, p = logits[:n], probs[:n]
+            torch.bmm(q_scaled[chunk], k[chunk].transpose(1, 2), out=s)  # [n, N, N]
+            if n >= groups:  # whole images
+                s.view(-1, groups, tokens, tokens).add_(bias_acc)
+            else:
+                s.add_(bias_acc[first : first + n])
+            torch.softmax(s, dim=-1, out=p)  # the forward's probabilities, recomputed
+            ds = torch.bmm(grad_out[chunk], v[chunk].transpose(1, 2), out=s)  # dP
+            ds.sub_(delta[chunk]).mul_(p)  # dS, the gradient of the logits
+            torch.bmm(ds, k[chunk], out=grad_q[chunk])
+            torch.bmm(ds.transpose(1, 2), q_scaled[chunk], out=grad_k[chunk])  # the scale is in q_scaled
+            torch.bmm(p.transpose(1, 2), grad_out[chunk], out=grad_v[chunk])
+            if grad_bias is None:
+                continue
+            if n >= groups:
                 grad_bias.add_(ds.view(-1, groups, tokens, tokens).sum(0))
-            ds, p = ds.to(dtype), p.to(dtype)
-            torch.bmm(ds, k[rows], out=grad_q[rows])
-            torch.bmm(ds.transpose(1, 2), q_scaled[rows], out=grad_k[rows])  # the scale is in q_scaled
-            torch.bmm(p.transpose(1, 2), grad_out[rows], out=grad_v[rows])
-        grad_q.mul_(ctx.scale)
-        grad_bias = None if grad_bias is None else grad_bias.to(ctx.bias_dtype)
-        return grad_q.view(ctx.shape), grad_k.view(ctx.shape), grad_v.view(ctx.shape), grad_bias, None
+            else:
+                grad_bias[first : first + n].add_(ds)
+        shape = (batch, groups, tokens, dim)
+        grad_q = grad_q.mul_(ctx.scale).view(shape).to(q.dtype)
+        grad_k, grad_v = grad_k.view(shape).to(q.dtype), grad_v.view(shape).to(q.dtype)
+        return grad_q, grad_k, grad_v, None if grad_bias is None else grad_bias.to(bias.dtype), None
 
 
 def biased_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tensor:
