@@ -14,6 +14,7 @@ memory-bound and show up as time, not FLOPs, which is why utilisation = achieved
 from __future__ import annotations
 
 import contextlib
+import resource
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ class Subject:
         image_size: ``(H, W)`` of its input.
         group: subjects of one group are compared with each other (an algorithm and its peers).
         info: what was built and how (config, optimizer, notes), copied into the results.
+        flops_of: the subject that computes the same maths, whose FLOPs this one reports (a ``torch.compile`` twin:
+            FlopCounterMode does not see into compiled graphs).
     """
 
     name: str
@@ -49,6 +52,7 @@ class Subject:
     after_step: Callable[[], None] = lambda: None
     group: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    flops_of: str | None = None
 
 
 def synchronize(device: torch.device) -> None:
@@ -65,13 +69,22 @@ def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextMana
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def minor_faults() -> int:
+    """Minor page faults of this process so far: first touches of freshly mapped memory, e.g. every page of a
+    large tensor that the allocator got from the kernel (glibc maps allocations over its mmap threshold, at most
+    32 MiB, afresh each time and returns them on free)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def timed_step(subject: Subject, images: Tensor, dtype: str) -> dict[str, float]:
-    """One training step, timed per phase: ``{"forward", "backward", "optimizer", "wall", "cpu"}`` in seconds.
+    """One training step, timed per phase: ``{"forward", "backward", "optimizer", "wall", "cpu"}`` in seconds, and
+    ``faults``, the minor page faults it took.
 
     ``cpu`` is the process CPU time of the whole step (all threads); on a quiet CPU it is ``threads * wall``.
     """
     device = images.device
     synchronize(device)
+    faults0 = minor_faults()
     cpu0, t0 = time.process_time(), time.perf_counter()
     with autocast(device, dtype):
         loss = subject.loss(images)
@@ -86,7 +99,7 @@ def timed_step(subject: Subject, images: Tensor, dtype: str) -> dict[str, float]
     synchronize(device)
     t3 = time.perf_counter()
     return {"forward": t1 - t0, "backward": t2 - t1, "optimizer": t3 - t2, "wall": t3 - t0,
-            "cpu": time.process_time() - cpu0}
+            "cpu": time.process_time() - cpu0, "faults": minor_faults() - faults0}
 
 
 # --- FLOPs ---------------------------------------------------------------------------------------------------------

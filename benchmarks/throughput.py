@@ -4,12 +4,15 @@ run's measured matmul peak, peak memory; mim_zoo's MAE against mmpretrain's and 
     python -m benchmarks.throughput                                   # every algorithm, paper size
     python -m benchmarks.throughput --algos MAE --official-mae ~/src/mae --threads 2 --batch-size 8
     python -m benchmarks.throughput --tiny --iters 1 --repeats 1      # smoke run on the tiny CPU configs
+    python -m benchmarks.throughput --algos MAE --compile default,max-autotune-no-cudagraphs   # compiled twins
 
 Every subject (algorithm, config variant, peer) is built once and timed in turns, A B C A B C ..., for
 ``--repeats`` rounds of ``--iters`` steps after ``--warmup`` steps; each round also re-measures the matmul peak,
 so the utilisation of a round is taken against the peak of that same round. Ratios between subjects are
-min / median / max over rounds of the per-round ratio. Results go to ``OUT_DIR/NAME.json`` and ``NAME.md``.
-See benchmarks/README.md for what the numbers mean and the reference command.
+min / median / max over rounds of the per-round ratio. ``--compile MODES`` adds, per algorithm, a twin built the
+same way and ``torch.compile``-d with each mode, timed in the same rounds. After the rounds, one profiled step per
+subject says where its time goes (``benchmarks/breakdown.py``). Results go to ``OUT_DIR/NAME.json`` and
+``NAME.md``. See benchmarks/README.md for what the numbers mean and the reference command.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ if __package__ in (None, ""):  # `python benchmarks/throughput.py`
     __package__ = "benchmarks"
 
 import torch  # noqa: E402
+import torch._inductor.config  # noqa: E402
 
+from .breakdown import step_breakdown  # noqa: E402
 from .common import (CATALOGUE, REPO, bf16_supported, build_algorithm, build_optimizer,  # noqa: E402
                      count_parameters, describe_encoder, input_size, load_config, machine_info, parse_assignments,
                      quiet_mmengine, replace_readme_section, total_loss)
@@ -39,6 +44,8 @@ from .throughput_report import summarise, to_markdown, write_reports  # noqa: E4
 REFERENCE = {"device": "cpu", "threads": 2, "dtype": "fp32", "batch_size": 8}
 # Cheaper variants measured automatically wherever a config has the key (MR-MAE's bf16 teachers).
 AUTO_VARIANTS = {"teacher_dtype": "bfloat16"}
+# torch.compile modes --compile accepts ("default": torch.compile's default mode).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -57,8 +64,9 @@ class Settings:
     official_mae: str | None = None
     variants: list[str] = field(default_factory=list)
     auto_variants: bool = True
-    compile: bool = False
+    compile: list[str] = field(default_factory=list)
     memory: bool = True
+    profile: bool = True
     seed: int = 0
 
 
@@ -70,13 +78,19 @@ def config_for(algorithm: str, settings: Settings) -> Path:
 
 
 def algorithm_subject(algorithm: str, settings: Settings, device: torch.device,
-                      options: dict[str, Any] | None = None) -> Subject:
-    """A mim_zoo algorithm as its config trains it: model, the config's optimizer, EMA updates after each step."""
+                      options: dict[str, Any] | None = None, compile_mode: str | None = None) -> Subject:
+    """A mim_zoo algorithm as its config trains it: model, the config's optimizer, EMA updates after each step.
+
+    ``compile_mode``: ``torch.compile`` the model's ``__call__`` (forward, and through AOTAutograd its backward)
+    with this mode, as ``compile = dict(mode=...)`` in a config does to the Runner's ``train_step``.
+    """
     path = config_for(algorithm, settings)
     cfg = load_config(path, options)
     model, notes = build_algorithm(cfg)
     model = model.to(device)
     optimizer = build_optimizer(model, cfg.optim_wrapper)
+    if compile_mode is not None:
+        model.compile(mode=None if compile_mode == "default" else compile_mode)
 
     def loss(images: torch.Tensor) -> torch.Tensor:
         return total_loss(model(images, mode="loss"))
@@ -84,15 +98,21 @@ def algorithm_subject(algorithm: str, settings: Settings, device: torch.device,
     def after_step() -> None:
         model.momentum_update(0.999)  # EMA targets follow the encoder (cost only; the value is the schedule's)
 
-    label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in (options or {}).items())
-    name = f"{algorithm} [{label}]" if label else algorithm
+    labels = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in (options or {}).items()]
+    eager_name = f"{algorithm} [{', '.join(labels)}]" if labels else algorithm
+    labels += [f"compile={compile_mode}"] if compile_mode else []
+    name = f"{algorithm} [{', '.join(labels)}]" if labels else algorithm
     optimizer_cfg = {k: v for k, v in cfg.optim_wrapper.optimizer.items() if k not in ("lr",)}
     encoder = model.encoder
     info = {"config": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path), "options": options or {},
             "optimizer": {k: getattr(v, "__name__", v) for k, v in optimizer_cfg.items()}, "notes": notes,
             "encoder": describe_encoder(encoder)}
+    if compile_mode:
+        info["compile"] = compile_mode
+
     return Subject(name=name, model=model, loss=loss, optimizer=optimizer, after_step=after_step,
-                   image_size=input_size(model.encoder), group=algorithm, info=info)
+                   image_size=input_size(model.encoder), group=algorithm, info=info,
+                   flops_of=eager_name if compile_mode else None)
 
 
 def variant_options(settings: Settings, algorithm: str) -> list[dict[str, Any]]:
@@ -130,10 +150,9 @@ def build_subjects(settings: Settings, device: torch.device) -> list[Subject]:
             subjects += peer_subjects(settings, subject, device)
         for options in variant_options(settings, algorithm):
             subjects.append(algorithm_subject(algorithm, settings, device, options))
-    if settings.compile:
-        for subject in subjects:
-            subject.model.compile()  # torch.compile of the module's __call__, which every subject's loss goes through
-            subject.info["compiled"] = True
+        for mode in settings.compile:
+            torch.manual_seed(settings.seed)
+            subjects.append(algorithm_subject(algorithm, settings, device, compile_mode=mode))
     return subjects
 
 
@@ -159,13 +178,20 @@ def make_batches(subjects: list[Subject], batch_size: int, device: torch.device,
 
 def measure_dtype(subjects: list[Subject], batches: dict, settings: Settings, dtype: str,
                   device: torch.device) -> dict[str, Any]:
-    """FLOPs, warm-up, interleaved timed rounds and peak memory of every subject at one dtype."""
+    """FLOPs, warm-up, interleaved timed rounds, peak memory and a profile breakdown of every subject at one dtype.
+
+    A compiled twin reports the FLOPs of its eager subject and the wall time of its warm-up steps (the first one
+    compiles).
+    """
     data: dict[str, Any] = {"peaks": [], "subjects": {s.name: {"rounds": []} for s in subjects}}
     for subject in subjects:
-        images = batches[str(subject.image_size)]
-        data["subjects"][subject.name]["flops"] = step_flops(subject, images, dtype)
-        for _ in range(settings.warmup):
-            timed_step(subject, images, dtype)
+        images, record = batches[str(subject.image_size)], data["subjects"][subject.name]
+        if subject.flops_of is None:
+            record["flops"] = step_flops(subject, images, dtype)
+        record["warmup_s"] = [timed_step(subject, images, dtype)["wall"] for _ in range(settings.warmup)]
+    for subject in subjects:
+        if subject.flops_of is not None:
+            data["subjects"][subject.name]["flops"] = data["subjects"][subject.flops_of]["flops"]
     sizes = (1024, 2048, 4096) if device.type == "cpu" else (4096, 8192)
     for round_index in range(settings.repeats):
         data["peaks"].append(matmul_peak(device, dtype, sizes))
@@ -175,10 +201,12 @@ def measure_dtype(subjects: list[Subject], batches: dict, settings: Settings, dt
             data["subjects"][subject.name]["rounds"].append(steps)
             print(f"  [{dtype} round {round_index + 1}/{settings.repeats}] {subject.name}: "
                   f"{settings.batch_size * len(steps) / sum(s['wall'] for s in steps):.2f} img/s", flush=True)
-    if settings.memory:
-        for subject in subjects:
-            memory = step_peak_memory(subject, batches[str(subject.image_size)], dtype)
-            data["subjects"][subject.name]["memory"] = memory
+    for subject in subjects:
+        images, record = batches[str(subject.image_size)], data["subjects"][subject.name]
+        if settings.memory:
+            record["memory"] = step_peak_memory(subject, images, dtype)
+        if settings.profile:
+            record["profile"] = step_breakdown(subject, images, dtype)
     return data
 
 
@@ -189,6 +217,8 @@ def run(settings: Settings) -> dict[str, Any]:
     if settings.threads:
         torch.set_num_threads(settings.threads)
     dtypes = [d for d in settings.dtypes if d == "fp32" or bf16_supported(device)]
+    if settings.compile:  # name inductor's fused CPU kernels in the profile (cpp_fused_*), else they are anonymous
+        torch._inductor.config.cpp.enable_kernel_profile = True
     subjects = build_subjects(settings, device)
     batches = make_batches(subjects, settings.batch_size, device, settings.seed)
     raw = {}
@@ -224,14 +254,21 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, str, bool
     parser.add_argument("--variant", action="append", default=[], metavar="ALGO:KEY=VALUE[,KEY=VALUE]",
                         help="also time a config variant, e.g. MAE:model.encoder.grad_checkpointing=True")
     parser.add_argument("--no-auto-variants", action="store_true", help="skip the automatic cheaper variants")
-    parser.add_argument("--compile", action="store_true", help="torch.compile every model (all subjects)")
+    parser.add_argument("--compile", nargs="?", const="default", default="", metavar="MODE[,MODE]",
+                        help="also time each algorithm torch.compile-d with these modes (default: torch.compile's "
+                             f"default mode; any of {', '.join(COMPILE_MODES)}), as compiled twins in the same rounds")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory step")
+    parser.add_argument("--no-profile", action="store_true", help="skip the profiled step (time per op category)")
     parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--name", help="output file stem (default: throughput_<device type>[_tiny])")
     parser.add_argument("--update-readme", action="store_true", help="put the report in benchmarks/README.md")
     args = parser.parse_args(argv)
     algos = args.algos.split(",") if args.algos else CATALOGUE.algorithms()
     algos += [c for c in CATALOGUE.combos() if args.combos and c not in algos]
+    compile_modes = [m for m in args.compile.split(",") if m]
+    if set(compile_modes) - set(COMPILE_MODES):
+        parser.error(f"unknown --compile mode(s) {sorted(set(compile_modes) - set(COMPILE_MODES))}; choose from "
+                     f"{', '.join(COMPILE_MODES)}")
     unknown = sorted(set(algos) - set(CATALOGUE.algorithms()) - set(CATALOGUE.combos()))
     if unknown:
         parser.error(f"unknown algorithm(s) or combo(s) {unknown}; algorithms: {CATALOGUE.algorithms()}, "
@@ -241,7 +278,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, str, bool
         iters=args.iters, warmup=args.warmup, repeats=args.repeats, device=args.device, threads=args.threads,
         dtypes=[d for d in args.dtypes.split(",") if d], peers=[p for p in args.peers.split(",") if p],
         official_mae=args.official_mae, variants=args.variant, auto_variants=not args.no_auto_variants,
-        compile=args.compile, memory=not args.no_memory)
+        compile=compile_modes, memory=not args.no_memory, profile=not args.no_profile)
     name = args.name or f"throughput_{torch.device(args.device).type}" + ("_tiny" if args.tiny else "")
     return settings, Path(args.out_dir), name, args.update_readme
 

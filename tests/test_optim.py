@@ -4,9 +4,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from mim_zoo.engine.config import prepare_config
 from mim_zoo.engine.optim import MIMOptimWrapperConstructor
 from mim_zoo.registry import MODELS
-from mim_zoo.engine.config import prepare_config
 
 from .conftest import REPO
 
@@ -38,3 +38,18 @@ def test_a_trainable_target_is_refused():
         MIMOptimWrapperConstructor(dict(type="OptimWrapper", optimizer=dict(type=torch.optim.AdamW, lr=1e-3,
                                                                              weight_decay=0.05)),
                                    dict(bias_decay_mult=0.0))(model)
+
+
+def test_parameter_groups_are_plain_dicts_that_torch_compile_can_trace():
+    """mmengine's groups are ConfigDicts; TorchDynamo fails on them when the Runner compiles train_step (which
+    holds the optimizer step). The groups are plain dicts with mmengine's values, and a compiled step runs."""
+    model, wrapper = build("mae/tiny_cpu.py")
+    groups = wrapper.optimizer.param_groups
+    assert all(type(g) is dict and type(g["params"]) is list for g in groups)
+    assert {g["weight_decay"] for g in groups} == {0.0, 0.05}  # the paramwise rules survive
+    step = torch.compile(wrapper.optimizer.step, backend="eager")  # Dynamo only: what failed was the tracing
+    for p in model.parameters():
+        p.grad = torch.ones_like(p) if p.requires_grad else None
+    before = model.decoder.pred.weight.detach().clone()
+    step()
+    assert not torch.equal(before, model.decoder.pred.weight)

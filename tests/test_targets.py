@@ -89,6 +89,20 @@ def test_momentum_target_is_an_ema_of_the_encoder(tiny_vit_cfg, images):
         target.update(encoder, 1.5)
 
 
+def test_momentum_update_equals_a_per_tensor_lerp(tiny_vit_cfg):
+    """The foreach EMA step is the per-tensor ``ema.lerp_(param, 1 - m)`` it replaced, bit for bit."""
+    encoder = MODELS.build(tiny_vit_cfg)
+    target = MomentumTarget()
+    target.bind(encoder)
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.mul_(1.5).add_(0.25)
+    expected = {name: e.clone().lerp_(dict(encoder.named_parameters())[name], 1.0 - 0.996)
+                for name, e in target.ema.named_parameters()}
+    target.update(encoder, momentum=0.996)
+    assert all(torch.equal(p, expected[name]) for name, p in target.ema.named_parameters())
+
+
 def test_teacher_target_features_equal_the_source_model(teacher_file, images, tiny_vit_cfg):
     path, source = teacher_file
     target = TARGET_GENERATORS.build(example("TeacherTarget", path))

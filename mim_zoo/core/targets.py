@@ -170,8 +170,9 @@ class MomentumTarget(TargetGenerator):
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"EMA momentum must lie in [0, 1], got {momentum}")
         ema_params = dict(self.ema.named_parameters())
-        for name, param in encoder.named_parameters():
-            ema_params[name].lerp_(param.detach(), 1.0 - momentum)  # ema = m * ema + (1 - m) * param
+        pairs = [(ema_params[name], param.detach()) for name, param in encoder.named_parameters()]
+        # ema = m * ema + (1 - m) * param, every tensor in one foreach call (one multi-tensor kernel on CUDA)
+        torch._foreach_lerp_([e for e, _ in pairs], [p for _, p in pairs], 1.0 - momentum)
         ema_buffers = dict(self.ema.named_buffers())
         for name, buf in encoder.named_buffers():
             ema_buffers[name].copy_(buf)

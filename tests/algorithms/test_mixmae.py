@@ -10,11 +10,13 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
+from mmpretrain.models.backbones.mixmim import MixMIMBlock
 
 import mim_zoo  # noqa: F401  (registers the plugins)
 from mim_zoo.core.algorithms.mixmae import MixMAE, mix_tokens, mixmae_loss, split_streams, unmix_predictions
 from mim_zoo.core.checkpoints import convert_state_dict
 from mim_zoo.core.checkpoints.mixmim import swin_relative_position_index
+from mim_zoo.core.encoders import mixmim as mixmim_encoder
 from mim_zoo.core.encoders.mixmim import MixMIMEncoder
 from mim_zoo.core.masking import MixingMask
 from mim_zoo.core.tokens import sincos_pos_embed_2d
@@ -108,23 +110,34 @@ def test_mixing_pixels_equals_mixing_patch_embeddings() -> None:
 
 
 # --- masks per stage and masked attention ------------------------------------------------------------------------
-def test_mask_shared_and_upsampled_to_every_stage_and_block() -> None:
+def test_mask_shared_and_upsampled_to_every_stage_and_block(monkeypatch) -> None:
+    """Every block of every stage attends with the mask upsampled to its grid, one label per token for the batch.
+
+    The encoder runs mmpretrain's blocks through ``window_attention.mixmim_block`` with the stage's same-source bias
+    ``[nW, 1, N, N]`` (0 where two tokens of a window share a label, -inf elsewhere); it is checked against the
+    nearest-upsampled mask, partitioned as mmpretrain partitions windows."""
     model = four_stage_model()
     seen: list[tuple[int, torch.Tensor]] = []
-    for stage, layer in enumerate(model.encoder.mixmim.layers):
-        for block in layer.blocks:
-            block.register_forward_pre_hook(
-                lambda mod, args, kwargs, s=stage: seen.append((s, kwargs.get("attn_mask", args[1:2] or None))),
-                with_kwargs=True)
+    real_block = mixmim_encoder.mixmim_block
+    block_stage = {id(b): s for s, layer in enumerate(model.encoder.mixmim.layers) for b in layer.blocks}
+
+    def recording_block(block, x, source_bias=None):
+        seen.append((block_stage[id(block)], source_bias))
+        return real_block(block, x, source_bias)
+
+    monkeypatch.setattr(mixmim_encoder, "mixmim_block", recording_block)
     row = random_row(model.encoder.num_patches, seed=2)
     model(torch.randn(4, 3, 64, 64), mode="loss", mask=row.expand(4, -1))
     assert [s for s, _ in seen] == [0, 1, 2, 3]  # every block of every stage
     coarse = row.reshape(4, 4)
-    for stage, attn_mask in seen:
-        side = 32 // 2**stage
-        expected = coarse.repeat_interleave(side // 4, 0).repeat_interleave(side // 4, 1).flatten()
-        assert attn_mask.shape == (1, side * side, 1)  # one label per token, shared by the batch
-        assert torch.equal(attn_mask.flatten().bool(), expected)
+    for stage, bias in seen:
+        side, window = 32 // 2**stage, model.encoder.mixmim.layers[stage].blocks[0].window_size
+        expected = coarse.repeat_interleave(side // 4, 0).repeat_interleave(side // 4, 1)  # [side, side]
+        labels = MixMIMBlock.window_partition(expected.reshape(1, side, side, 1).float(), window)  # mmpretrain's
+        labels = labels.reshape(-1, window * window)  # [nW, N], one label per token, shared by the batch
+        assert bias.shape == (labels.shape[0], 1, window * window, window * window)
+        assert torch.equal(bias[:, 0] == 0, labels[:, :, None] == labels[:, None, :])
+        assert torch.isneginf(bias[bias != 0]).all()
 
 
 def _encode_mixed(encoder: MixMIMEncoder, images: torch.Tensor, row: torch.Tensor, masked: bool = True):
@@ -287,12 +300,14 @@ def test_export_loads_into_mmpretrain_and_gives_the_same_features() -> None:
     canonical.load_state_dict(encoder.export_state_dict(), strict=True)
     canonical.eval()
     tokens = {}
-    canonical.norm.register_forward_hook(lambda mod, args, out: tokens.setdefault("out", out))
+    canonical.norm.register_forward_hook(lambda mod, args, out: tokens.__setitem__("out", out))
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         ours, pooled = encoder(images), canonical(images)[0]
-    torch.testing.assert_close(ours, tokens["out"], rtol=0, atol=1e-6)
-    torch.testing.assert_close(ours.mean(1), pooled, rtol=0, atol=1e-6)
+    # the adapter's attention (SDPA's flash kernel) sums in another order than mmpretrain's unfused ops: float32
+    # rounding through 4 stages, observed 2.3e-6 (the previous bound, 1e-6, held for the unfused ops only)
+    torch.testing.assert_close(ours, tokens["out"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(ours.mean(1), pooled, rtol=0, atol=1e-5)
     assert encoder.canonical == "mmpretrain"
     assert torch.equal(encoder.export_state_dict()["absolute_pos_embed"], sincos_pos_embed_2d(16, (32, 32), 0))
 

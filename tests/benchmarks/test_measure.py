@@ -78,9 +78,20 @@ def test_timed_step_reports_every_phase_and_updates_the_model():
     subject, x = linear_subject()
     before = subject.model.weight.detach().clone()
     times = timed_step(subject, x, "fp32")
-    assert set(times) == {"forward", "backward", "optimizer", "wall", "cpu"}
+    assert set(times) == {"forward", "backward", "optimizer", "wall", "cpu", "faults"}
     assert all(v >= 0 for v in times.values())
     assert not torch.equal(before, subject.model.weight)
+
+
+def test_timed_step_counts_the_page_faults_of_fresh_memory():
+    """A step that writes a 64 MiB activation (above glibc's largest mmap threshold) touches >= 16k new pages."""
+    model = nn.Linear(1024, 1024)
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        return model(x).expand(16, -1, -1).contiguous().square().mean()  # [16, 1024, 1024] float32, 64 MiB
+
+    subject = Subject("big", model, loss, torch.optim.SGD(model.parameters(), lr=0.1), image_size=(1, 1))
+    assert timed_step(subject, torch.randn(1024, 1024), "fp32")["faults"] >= 64 * 2**20 // 4096
 
 
 def test_matmul_peak_reports_a_measured_size():

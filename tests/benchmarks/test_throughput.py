@@ -69,8 +69,20 @@ def test_markdown_report_has_a_table_per_dtype(results):
     md, doc = results["md"], results["json"]
     for dtype in doc["settings"]["dtypes"]:
         assert f"## {dtype}: matmul peak" in md
-    assert md.count("| MAE (mmpretrain) |") == len(doc["settings"]["dtypes"])
+    assert md.count("| MAE (mmpretrain) |") == 2 * len(doc["settings"]["dtypes"])  # cost table + breakdown table
     assert "## Targets (fp32)" in md and "RANDOM weights" in md  # MR-MAE's teachers are flagged
+
+
+def test_every_subject_has_a_profile_breakdown(results):
+    doc = results["json"]
+    for subject in doc["subjects"].values():
+        for dtype in doc["settings"]["dtypes"]:
+            profile = subject["dtypes"][dtype]["profile"]
+            assert profile["seconds"]["matmul"] > 0 and profile["seconds"]["optimizer"] > 0
+            assert sum(profile["seconds"].values()) == pytest.approx(profile["wall_s"])  # framework: the rest
+            assert subject["dtypes"][dtype]["summary"]["page_faults"]["median"] >= 0
+    assert doc["subjects"]["MAE"]["dtypes"]["fp32"]["profile"]["seconds"]["attention"] > 0  # timm's fused SDPA
+    assert "Where a step's time goes (fp32" in results["md"]
 
 
 def test_random_teachers_replace_every_teacher_file():
@@ -85,6 +97,15 @@ def test_unknown_algorithm_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--algos", "NotAMethod"])
     assert "unknown algorithm" in capsys.readouterr().err
+
+
+def test_unknown_compile_mode_is_a_clear_error(capsys):
+    assert parse_args(["--tiny", "--compile"])[0].compile == ["default"]
+    assert parse_args(["--tiny", "--compile", "default,max-autotune-no-cudagraphs"])[0].compile == [
+        "default", "max-autotune-no-cudagraphs"]
+    with pytest.raises(SystemExit):
+        parse_args(["--tiny", "--compile", "fastest"])
+    assert "unknown --compile mode" in capsys.readouterr().err
 
 
 def test_malformed_variant_is_a_clear_error(tmp_path):

@@ -19,8 +19,11 @@ Architecture (Sense-X/MixMIM@2b2f5a9 ``models_mixmim.py:MixMIM``, ``mixmim_base`
 * ``WindowAttention.forward(x, mask)``: with a 0/1 source label per token, a token attends only to tokens of
   the same source image (logits of other-source pairs minus 1e30, or 65500 for a float16 mask). mmpretrain's
   ``MixMIMWindowAttention`` and ``MixMIMBlock`` implement the same mask (a label ``[1, N, 1]`` shared by the
-  batch), so the adapter passes it straight to their blocks; it only drives the stages itself to checkpoint
-  blocks with ``use_reentrant=False``.
+  batch). The adapter drives mmpretrain's blocks itself (:func:`.window_attention.mixmim_block`): the same
+  modules and parameters, the same function, with the relative-position bias and the same-source mask folded into
+  one additive bias for a fused attention kernel, tokens partitioned into windows once per stage, and blocks
+  checkpointed with ``use_reentrant=False``. ``MixMIMTransformer.forward`` itself is untouched, so exported
+  weights behave in mmpretrain exactly as they were trained (within float rounding).
 * init (``MixMIM.initialize_weights``): Xavier-uniform Linear weights (qkv as one matrix), zero biases, LN 1/0,
   relative-position tables trunc-normal(0.02), the patch-embedding conv left at PyTorch's default: the MixMAE
   algorithm's, registered as ``ENCODER_INITS["mixmim"]`` by :mod:`mim_zoo.core.algorithms.mixmae` and applied by
@@ -42,6 +45,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..registry import ENCODER_INITS, MODELS, registered_names
 from ..tokens import patchify, sincos_pos_embed_2d, unpatchify
+from .window_attention import from_windows, mixmim_block, same_source_bias, to_windows
 
 GridSize = tuple[int, int]
 
@@ -197,6 +201,9 @@ class MixMIMEncoder(BaseModule):
     def encode(self, tokens: Tensor, source_masks: Sequence[Tensor] | None = None) -> Tensor:
         """Positions, the four stages and the final norm (official ``forward_encoder`` after the mixing step).
 
+        mmpretrain's blocks, driven here on windowed tokens with fused attention (:mod:`.window_attention`): each
+        stage partitions its tokens into windows once and builds the same-source bias once.
+
         Args:
             tokens: ``[B, L_1, C_1]`` from :meth:`embed` (possibly mixed).
             source_masks: per stage a ``[L_s]`` 0/1 source label shared by the batch (:meth:`stage_masks`); a
@@ -207,12 +214,18 @@ class MixMIMEncoder(BaseModule):
         """
         x = self.mixmim.drop_after_pos(tokens + self.mixmim.absolute_pos_embed)
         for stage, layer in enumerate(self.mixmim.layers):
-            attn_mask = None if source_masks is None else source_masks[stage].float().reshape(1, -1, 1)
+            grid, window = tuple(layer.input_resolution), layer.blocks[0].window_size
+            x = to_windows(x, grid, window)  # [B, nW, N, C]
+            source_bias = None
+            if source_masks is not None:  # [nW, 1, N, N], shared by the batch and the stage's blocks
+                labels = to_windows(source_masks[stage].reshape(1, -1, 1), grid, window)[0, ..., 0]  # [nW, N]
+                source_bias = same_source_bias(labels)
             for block in layer.blocks:
                 if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                    x = checkpoint(block, x, attn_mask, use_reentrant=False)
+                    x = checkpoint(mixmim_block, block, x, source_bias, use_reentrant=False)
                 else:
-                    x = block(x, attn_mask=attn_mask)
+                    x = mixmim_block(block, x, source_bias)
+            x = from_windows(x, grid, window)  # [B, L_s, C]
             if layer.downsample is not None:
                 x = layer.downsample(x, layer.input_resolution)[0]
         return self.mixmim.norm(x)
