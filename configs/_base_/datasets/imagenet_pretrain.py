@@ -10,7 +10,6 @@ from mim_zoo.engine.transforms import CheckedLoadImage
 
 data_root = "data/imagenet/"
 img_size = 224
-batch_per_gpu = 512
 
 # ImageNet mean/std on 0-255 RGB (MAE, MixMIM); BootMAE overrides with mean = std = 127.5.
 data_preprocessor = dict(
@@ -24,7 +23,6 @@ train_pipeline = [
     dict(type=PackInputs),
 ]
 train_dataloader = dict(
-    batch_size=batch_per_gpu,
     num_workers=8,
     persistent_workers=True,
     pin_memory=True,
