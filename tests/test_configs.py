@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.registry import PARAM_SCHEDULERS
 
 from mim_zoo.core.schedules import evaluate
@@ -21,6 +22,8 @@ from mim_zoo.engine.config import load_config
 from mim_zoo.engine.recipe import RECIPE_KEYS, resolve_recipe, warmup_length
 from mim_zoo.engine.schedulers import WarmupCosineLR, warmup_cosine
 from mim_zoo.registry import MODELS
+
+from .helpers.training import build_runner, single_thread
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAIN_CONFIGS = sorted([*(REPO / "configs").glob("*/*.py"), *(REPO / "configs/combos").glob("*/*.py"),
@@ -211,3 +214,30 @@ def test_warmup_cosine_scheduler_edge_cases():
 def test_full_size_models_build(name):
     model = MODELS.build(Config.fromfile(str(REPO / "configs" / name)).model)
     assert model.encoder.grid_size == (14, 14)
+
+
+class RecordLr(Hook):
+    priority = "LOWEST"
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self.lrs.append(runner.optim_wrapper.get_lr()["lr"][0])
+
+
+def test_a_real_run_follows_the_resolved_schedule_and_saves_the_derived_numbers(tmp_path):
+    """tools/train.py's path (load_config + prepare_config + Runner) on the tiny MAE: 3 epochs of 5 iterations with
+    ``train_cfg.max_epochs=3``: the lr of every iteration is MAE's formula, and WORK_DIR/tiny_cpu.py shows the recipe."""
+    options = {"train_cfg.max_epochs": 3, "default_hooks.reconstruction_vis": None, "default_hooks.loss_curve": None,
+               "default_hooks.checkpoint.interval": 3}
+    with single_thread():
+        runner = build_runner("configs/mae/tiny_cpu.py", str(tmp_path), options)
+        recorder = RecordLr()
+        runner.register_hook(recorder)
+        runner.train()
+    peak, warmup = 1.5e-4 * 16 / 256, 40 * 3 / 800
+    assert recorder.lrs == pytest.approx([official_mae_lr(i / 5, peak, 0.0, warmup, 3) for i in range(15)],
+                                         rel=1e-9, abs=1e-15)
+    saved = (tmp_path / "tiny_cpu.py").read_text()
+    assert "max_epochs=3" in saved and "recipe: 1 process x 16 x 1 = batch 16" in saved and "warmup=0.15" in saved

@@ -2,11 +2,12 @@
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from mmengine.config import DictAction
 
-from mim_zoo.engine.config import load_config
+from mim_zoo.engine.config import load_config, prepare_config
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
@@ -31,3 +32,19 @@ def test_bad_arguments_are_clear_errors():
         result = subprocess.run([sys.executable, "tools/quickstart.py", *args], cwd=REPO, capture_output=True,
                                 text=True, timeout=120)
         assert result.returncode != 0 and message in result.stderr
+
+
+def test_the_quickstart_runs_are_prepared_without_a_warning(capsys):
+    """The quickstart used to warn about itself ("the config computes its learning rate for a total batch of 16 ...
+    but this run has ... 32"); with the recipe resolved for the run's own batch there is nothing to warn about, and
+    the summary line states the batch and lr the run uses."""
+    options = {}
+    for item in quickstart.overrides(8, 32, 1.5e-3):
+        key, value = item.split("=", 1)
+        options[key] = DictAction._parse_iterable(value)
+    for algo in quickstart.ALGORITHMS:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            prepare_config(load_config(REPO / "configs" / algo / "tiny_cpu.py", options))
+        assert not [str(w.message) for w in caught], algo
+        assert "recipe: 1 process x 32 x 1 = batch 32; lr 1.5e-3 x 32/256 = 1.875e-4; 8 epochs" in capsys.readouterr().out
