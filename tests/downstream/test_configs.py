@@ -83,7 +83,7 @@ def test_derived_numbers():
 @pytest.mark.parametrize("path", TINY, ids=lambda p: p.name)
 def test_tiny_twins_keep_the_model_and_optimizer_of_their_full_config(path: Path):
     twin = Config.fromfile(str(path))
-    base = Config.fromfile(str(path.parent / _base_name(path)))
+    base = Config.fromfile(str(path.parent / _full_config_name(path)))
     assert twin.model.type == base.model.type and twin.model.backbone.type == base.model.backbone.type
     assert (twin.model.get("neck") or {}).get("type") == (base.model.get("neck") or {}).get("type")
     assert twin.optim_wrapper.get("constructor") == base.optim_wrapper.get("constructor")
@@ -92,7 +92,11 @@ def test_tiny_twins_keep_the_model_and_optimizer_of_their_full_config(path: Path
     assert twin.val_evaluator.type == base.val_evaluator.type
 
 
-def _base_name(path: Path) -> str:
-    """The sibling full config a twin inherits (``_base_ = './<name>'``)."""
-    line = next(line for line in path.read_text().splitlines() if line.startswith("_base_"))
-    return line.split("'")[1].removeprefix("./")
+def _full_config_name(path: Path) -> str:
+    """The full config a twin stands for, named by its first line (``# CPU twin of <name>: ...``); the twin
+    inherits it directly or through the ViT twin of the same task."""
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# CPU twin of "), f"{path.name} does not say which full config it is the twin of"
+    name = first.removeprefix("# CPU twin of ").split(":")[0]
+    assert (path.parent / name).is_file(), name
+    return name
