@@ -1,10 +1,9 @@
-"""What both benchmark scripts share: the registered algorithms and their configs, building them as training runs
+"""What both benchmark scripts share: the catalogue's algorithms, combos and configs, building them as training runs
 them, random stand-ins for teacher files, markdown tables and a record of the machine.
 
-Configs are found by convention, so an algorithm merged later is benchmarked without editing this file:
-``configs/<algo>/tiny_cpu.py`` (every algorithm ships one, STYLE R21) and the paper-size config
-``configs/<algo>/{vitb,swinb,vitl,...}_<N>e.py`` with the fewest epochs (the architecture does not depend on the
-schedule); ``--config ALGO=PATH`` overrides either.
+Which algorithms and combos exist and which config is each one's tiny or paper-size one is the catalogue's answer
+(``CATALOGUE``, this checkout's ``model-index.yml``; :mod:`mim_zoo.engine.catalogue`), so an algorithm merged later
+is benchmarked without editing this file; ``--config ALGO=PATH`` overrides either config.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import json
 import logging
 import os
 import platform
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,10 @@ from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from torch import Tensor, nn
 
+from mim_zoo.engine.catalogue import load_catalogue, replace_readme_section  # noqa: F401  (the scripts' too)
+
 REPO = Path(__file__).resolve().parents[1]
-PAPER_CONFIG = re.compile(r"(vit|swin)[a-z]_(\d+)e\.py")
+CATALOGUE = load_catalogue(REPO)
 TEACHER_CACHE = REPO / "data" / "generated" / "benchmark_teachers"
 
 
@@ -36,47 +36,6 @@ def quiet_mmengine() -> None:
     if not MMLogger.check_instance_created("mim_zoo_benchmarks"):
         MMLogger.get_instance("mim_zoo_benchmarks", log_level="WARNING")
     MMLogger.get_current_instance().setLevel(logging.WARNING)
-
-
-def registered_algorithms() -> list[str]:
-    """Every registered algorithm: the ``BaseMIM`` subclasses in ``mim_zoo.registry.MODELS``, sorted."""
-    from mim_zoo.core.algorithms.base import BaseMIM
-    from mim_zoo.registry import MODELS
-
-    MODELS.import_from_location()
-    return sorted(name for name, cls in MODELS.module_dict.items()
-                  if isinstance(cls, type) and issubclass(cls, BaseMIM) and cls is not BaseMIM)
-
-
-def combos() -> list[str]:
-    """The combinations of registered parts: every ``configs/combos/<name>/`` with a tiny CPU config."""
-    return sorted(p.parent.name for p in (REPO / "configs" / "combos").glob("*/tiny_cpu.py"))
-
-
-def config_dir(name: str) -> Path:
-    """``configs/combos/<name>`` for a combo, else ``configs/<algorithm in lower case, without dashes>``."""
-    combo = REPO / "configs" / "combos" / name
-    return combo if combo.is_dir() else REPO / "configs" / name.lower().replace("-", "")
-
-
-def tiny_config(name: str) -> Path:
-    """``tiny_cpu.py`` of an algorithm or combo (every one ships it, STYLE R21)."""
-    path = config_dir(name) / "tiny_cpu.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{name} ships no tiny CPU config at {path} (STYLE R21)")
-    return path
-
-
-def paper_config(name: str) -> Path:
-    """The paper-size config of an algorithm or combo: ``<arch>_<N>e.py`` with the smallest ``N`` (then name)."""
-    folder = config_dir(name)
-    found = [p for p in folder.glob("*.py") if PAPER_CONFIG.fullmatch(p.name)]
-    if not found:
-        raise FileNotFoundError(
-            f"no paper-size config for {name}: expected {folder.relative_to(REPO)}/<arch>_<N>e.py "
-            f"(e.g. vitb_800e.py); pass one with --config {name}=PATH"
-        )
-    return min(found, key=lambda p: (int(PAPER_CONFIG.fullmatch(p.name).group(2)), p.name))
 
 
 def parse_assignments(items: Sequence[str], what: str) -> dict[str, str]:
@@ -173,8 +132,7 @@ def build_algorithm(cfg: Config, random_teachers: bool = True) -> tuple[nn.Modul
     model_cfg = copy.deepcopy(cfg.model)
     notes = randomize_teachers(model_cfg) if random_teachers else []
     model = MODELS.build(model_cfg)
-    if hasattr(model, "init_weights"):
-        model.init_weights()  # what the Runner does before training (encoders keep their official init)
+    model.init_weights()  # what the Runner does before training (encoders keep their official init)
     return model.train(), notes
 
 
@@ -201,6 +159,13 @@ def input_size(encoder: nn.Module) -> tuple[int, int]:
     """``(H, W)`` of the images an encoder was built for: its token grid times its output stride."""
     grid, patch = encoder.grid_size, encoder.patch_size
     return grid[0] * patch, grid[1] * patch
+
+
+def describe_encoder(encoder: nn.Module) -> str:
+    """What identifies an encoder's architecture, from its ``EncoderProtocol`` members (and its size)."""
+    grid = encoder.grid_size
+    return (f"{type(encoder).__name__}(dim {encoder.embed_dim}, {grid[0]}x{grid[1]} tokens of {encoder.patch_size} "
+            f"px, {count_parameters(encoder)['total'] / 1e6:.1f}M params)")
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
@@ -246,14 +211,3 @@ def bf16_supported(device: torch.device) -> bool:
         return torch.cuda.is_bf16_supported()
     cpu = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else ""
     return bool(torch.cpu._is_avx512_bf16_supported() or "AMX" in str(cpu))
-
-
-def replace_readme_section(readme: Path, name: str, text: str) -> None:
-    """Replace what lies between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``readme`` with ``text``."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    content = readme.read_text()
-    if start not in content or end not in content or content.index(start) > content.index(end):
-        raise ValueError(f"{readme} has no section {start} ... {end} to update")
-    head, rest = content.split(start, 1)
-    tail = rest.split(end, 1)[1]
-    readme.write_text(f"{head}{start}\n{text.strip()}\n{end}{tail}")

@@ -4,8 +4,8 @@ evaluated with the same linear probe and k-NN on the held-out labelled split, ov
     python -m benchmarks.compare                      # every method, 3 seeds: <= 20 min on 2 quiet cores
     python -m benchmarks.compare --methods MAE --seeds 0 --epochs 2 --out-dir /tmp/c     # a quick look
 
-Methods: every registered algorithm with its ``configs/<algo>/tiny_cpu.py`` (architecture as there), every combo
-with its ``configs/combos/<name>/tiny_cpu.py``, and ``--method NAME=CONFIG``. Identical for all: the data
+Methods: every algorithm and every combo of the catalogue with its tiny CPU config (architecture as there), and
+``--method NAME=CONFIG``. Identical for all: the data
 (the 2000-image train split with the config's augmentation), epochs, batch size, AdamW and its learning rate,
 warm-up + cosine schedule, seeds, and the evaluation (``benchmarks/probe.py``) on the 500-image val split.
 References on the same evaluation: raw pixels, colour statistics and every method's encoder at its random
@@ -33,14 +33,13 @@ if __package__ in (None, ""):  # `python benchmarks/compare.py`
 
 import torch  # noqa: E402
 
-from .common import (REPO, combos, load_config, parse_assignments, registered_algorithms,  # noqa: E402
-                     replace_readme_section, tiny_config)
+from .common import CATALOGUE, REPO, load_config, parse_assignments, replace_readme_section  # noqa: E402
 from .compare_report import write_reports  # noqa: E402
 from .runs import Job, Study, load_splits, run_job  # noqa: E402
 
 def default_methods() -> dict[str, tuple[Path, dict[str, Any]]]:
-    """``{name: (tiny config, options)}``: the registered algorithms, then the combos (``configs/combos/<name>``)."""
-    return {name: (tiny_config(name), {}) for name in [*registered_algorithms(), *combos()]}
+    """``{name: (tiny config, options)}``: the catalogue's algorithms, then its combos."""
+    return {name: (CATALOGUE.tiny_config(name), {}) for name in [*CATALOGUE.algorithms(), *CATALOGUE.combos()]}
 
 
 def dataset_root(study: Study) -> Path:

@@ -57,6 +57,8 @@ class MAEGeometry:
     @classmethod
     def of(cls, mae: nn.Module) -> MAEGeometry:
         """Read the geometry of a built mim_zoo ``MAE`` (ViT encoder, ``MAEDecoder``)."""
+        from mim_zoo.core.targets import PixelTarget
+
         encoder, decoder = mae.encoder, mae.decoder
         block = encoder.vit.blocks[0]
         return cls(
@@ -65,7 +67,7 @@ class MAEGeometry:
             mlp_ratio=block.mlp.fc1.out_features / encoder.embed_dim,
             decoder_embed_dim=decoder.embed.out_features, decoder_depth=len(decoder.blocks),
             decoder_num_heads=decoder.blocks[0].attn.num_heads, mask_ratio=mae.masking.ratio,
-            norm_pix=getattr(mae.target, "norm", None) == "patch",
+            norm_pix=isinstance(mae.target, PixelTarget) and mae.target.norm == "patch",
         )
 
 

@@ -13,22 +13,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+if TYPE_CHECKING:  # the protocol types the argument; importing mim_zoo here would load it before threads are set
+    from mim_zoo.core.contracts import EncoderProtocol
 
-def pool(encoder: nn.Module, tokens: Tensor) -> Tensor:
+
+def pool(encoder: EncoderProtocol, tokens: Tensor) -> Tensor:
     """An encoder's output -> ``[B, D]``: the mean of a ``[B, C, H, W]`` feature map, or of the final tokens of
-    ``[B, P + L, D]`` without the ``P`` prefix (class) tokens."""
+    ``[B, P + L, D]`` without the ``P = encoder.num_prefix_tokens`` prefix (class) tokens."""
     if tokens.dim() == 4:
         return tokens.float().mean(dim=(2, 3))
-    return tokens[:, int(getattr(encoder, "num_prefix_tokens", 0)):].float().mean(dim=1)
+    return tokens[:, encoder.num_prefix_tokens :].float().mean(dim=1)
 
 
 @torch.no_grad()
-def extract_features(encoder: nn.Module, images: Tensor, batch_size: int = 250) -> Tensor:
+def extract_features(encoder: EncoderProtocol, images: Tensor, batch_size: int = 250) -> Tensor:
     """``[N, 3, H, W]`` normalised images -> ``[N, D]`` pooled final tokens (:func:`pool`; encoder in eval mode)."""
     was_training = encoder.training
     encoder.eval()

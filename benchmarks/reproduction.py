@@ -5,10 +5,11 @@
 
 The mim_zoo columns come from the ``results.json`` files that ``tools/benchmark.py`` writes for a full-scale
 pretraining checkpoint (method, pretraining epochs, linear / fine-tune top-1, ADE20K mIoU, COCO box / mask AP);
-a result fills the row of the same method and epochs. Paper numbers and their tags are those of
-``/work/shared/METHODS.md`` (see the ``source`` column): [README] the official repository's README, [abstract] the
-paper's abstract, [mmpretrain] mmpretrain's reproduction, [derived] arithmetic on tagged numbers, [UNVERIFIED] not
-checked against the paper body, [secondary] a secondary summary.
+a result fills the row of the same method and epochs. Paper numbers are the ``Results`` of the catalogue's
+metafiles (``configs/<algo>/metafile.yml``), with the tags of ``/work/shared/METHODS.md`` (``source`` column):
+[README] the official repository's README, [abstract] the paper's abstract, [mmpretrain] mmpretrain's reproduction,
+[derived] arithmetic on tagged numbers, [UNVERIFIED] not checked against the paper body, [secondary] a secondary
+summary.
 """
 
 from __future__ import annotations
@@ -23,34 +24,29 @@ if __package__ in (None, ""):  # `python benchmarks/reproduction.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     __package__ = "benchmarks"
 
-from .common import REPO, markdown_table, replace_readme_section  # noqa: E402
+from .common import CATALOGUE, REPO, markdown_table, replace_readme_section  # noqa: E402
 
 METRICS = ("finetune_top1", "linear_top1", "ade20k_miou", "coco_box_ap", "coco_mask_ap")
 TITLES = {"finetune_top1": "IN-1K fine-tune", "linear_top1": "IN-1K linear", "ade20k_miou": "ADE20K mIoU",
           "coco_box_ap": "COCO box AP", "coco_mask_ap": "COCO mask AP"}
 
-# (method as mim_zoo names it, encoder, pretraining epochs) -> published numbers; None = not published.
-PAPER: list[dict[str, Any]] = [
-    dict(method="MAE", encoder="ViT-B/16", epochs=1600, finetune_top1=83.6, linear_top1=68.0, ade20k_miou=48.1,
-         coco_box_ap=50.3, coco_mask_ap=44.9,
-         source="FT [README facebookresearch/mae]; linear, COCO [UNVERIFIED: MAE paper]; ADE20K [ConvMAE README]"),
-    dict(method="MAE", encoder="ViT-B/16", epochs=800, finetune_top1=83.3, linear_top1=65.1, ade20k_miou=None,
-         coco_box_ap=None, coco_mask_ap=None, source="[mmpretrain] configs/mae/README.md reproduction"),
-    dict(method="BootMAE", encoder="ViT-B/16", epochs=800, finetune_top1=84.2, linear_top1=66.1, ade20k_miou=49.1,
-         coco_box_ap=51.6, coco_mask_ap=46.3,
-         source="FT, linear, ADE20K [README LightDXY/BootMAE]; COCO [derived: MAE 50.3/44.9 + 1.3/1.4 of abstract]"),
-    dict(method="MRMAE", encoder="ViT-B/16", epochs=400, finetune_top1=85.8, linear_top1=None, ade20k_miou=None,
-         coco_box_ap=53.4, coco_mask_ap=None,
-         source="FT [abstract arXiv 2303.05475; OpenReview attributes 85.8 to the conv-hybrid MR-MCMAE]; "
-                "COCO 25-ep fine-tune [secondary]"),
-    dict(method="MRMAE", encoder="ViT-B/16", epochs=200, finetune_top1=85.0, linear_top1=None, ade20k_miou=None,
-         coco_box_ap=None, coco_mask_ap=None, source="FT [abstract, OpenReview ICLR 2023 version]"),
-    dict(method="MixMAE", encoder="Swin-B/W14", epochs=600, finetune_top1=85.1, linear_top1=None, ade20k_miou=50.3,
-         coco_box_ap=None, coco_mask_ap=None,
-         source="FT [README Sense-X/MixMIM, abstract]; ADE20K [paperswithcode listing of the paper]"),
-    dict(method="MixMAE", encoder="Swin-B/W14", epochs=300, finetune_top1=84.63, linear_top1=None, ade20k_miou=None,
-         coco_box_ap=None, coco_mask_ap=None, source="[mmpretrain] re-training (official 300-ep ckpt: 84.6)"),
-]
+SHORT = {"finetune": "FT", "linear": "linear", "ade20k": "ADE20K", "coco": "COCO"}
+
+
+def paper_rows() -> list[dict[str, Any]]:
+    """One row per published setting of the catalogue (``Results`` of its metafiles): method, encoder, pretraining
+    epochs, every metric (``None`` = not published) and the sources, grouped ("FT, linear [README ...]")."""
+    rows = []
+    for collection, model in CATALOGUE.results():
+        row: dict[str, Any] = dict(method=collection.name, encoder=model.encoder, epochs=model.epochs)
+        row.update(dict.fromkeys(METRICS))
+        sources: dict[str, list[str]] = {}
+        for result in model.results:
+            row.update(result.metrics)
+            sources.setdefault(result.source, []).append(SHORT[result.task])
+        row["source"] = "; ".join(f"{', '.join(tasks)} {source}" for source, tasks in sources.items())
+        rows.append(row)
+    return rows
 
 
 def load_results(paths: list[Path]) -> dict[tuple[str, int], dict[str, float]]:
@@ -84,7 +80,7 @@ def cell(paper: float | None, ours: float | None) -> str:
 def table(measured: dict[tuple[str, int], dict[str, float]]) -> str:
     """Paper / mim_zoo (gap) per metric; rows for every published setting, plus measured ones without a paper row."""
     rows, seen = [], set()
-    for ref in PAPER:
+    for ref in paper_rows():
         key = (ref["method"], ref["epochs"])
         seen.add(key)
         ours = measured.get(key, {})

@@ -206,7 +206,7 @@ def pixel_baselines(data: LabelledSplits) -> dict[str, dict]:
 # --- reference encoders --------------------------------------------------------------------------------------------
 def encoder_key(model: nn.Module) -> str:
     encoder = model.encoder
-    return (f"{type(encoder).__name__} dim {getattr(encoder, 'embed_dim', '?')}, "
+    return (f"{type(encoder).__name__} dim {encoder.embed_dim}, "
             f"{count_parameters(encoder)['total'] / 1e6:.2f}M params")
 
 

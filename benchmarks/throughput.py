@@ -1,7 +1,7 @@
 """Training cost per algorithm: images/s of a full training step, FLOPs/image, achieved FLOP/s against the same
 run's measured matmul peak, peak memory; mim_zoo's MAE against mmpretrain's and facebookresearch/mae's.
 
-    python -m benchmarks.throughput                                   # every registered algorithm, paper size
+    python -m benchmarks.throughput                                   # every algorithm, paper size
     python -m benchmarks.throughput --algos MAE --official-mae ~/src/mae --threads 2 --batch-size 8
     python -m benchmarks.throughput --tiny --iters 1 --repeats 1      # smoke run on the tiny CPU configs
 
@@ -28,9 +28,9 @@ if __package__ in (None, ""):  # `python benchmarks/throughput.py`
 
 import torch  # noqa: E402
 
-from .common import (REPO, bf16_supported, build_algorithm, build_optimizer, combos, count_parameters,  # noqa: E402
-                     input_size, load_config, machine_info, paper_config, parse_assignments, quiet_mmengine,
-                     registered_algorithms, replace_readme_section, tiny_config, total_loss)
+from .common import (CATALOGUE, REPO, bf16_supported, build_algorithm, build_optimizer,  # noqa: E402
+                     count_parameters, describe_encoder, input_size, load_config, machine_info, parse_assignments,
+                     quiet_mmengine, replace_readme_section, total_loss)
 from .measure import Subject, matmul_peak, step_flops, step_peak_memory, timed_step  # noqa: E402
 from .peers import MAEGeometry, mmpretrain_mae, official_mae  # noqa: E402
 from .throughput_report import summarise, to_markdown, write_reports  # noqa: E402
@@ -66,7 +66,7 @@ class Settings:
 def config_for(algorithm: str, settings: Settings) -> Path:
     if algorithm in settings.configs:
         return Path(settings.configs[algorithm])
-    return tiny_config(algorithm) if settings.tiny else paper_config(algorithm)
+    return CATALOGUE.tiny_config(algorithm) if settings.tiny else CATALOGUE.paper_config(algorithm)
 
 
 def algorithm_subject(algorithm: str, settings: Settings, device: torch.device,
@@ -90,7 +90,7 @@ def algorithm_subject(algorithm: str, settings: Settings, device: torch.device,
     encoder = model.encoder
     info = {"config": str(path.relative_to(REPO) if path.is_relative_to(REPO) else path), "options": options or {},
             "optimizer": {k: getattr(v, "__name__", v) for k, v in optimizer_cfg.items()}, "notes": notes,
-            "encoder": f"{type(encoder).__name__}({getattr(encoder, 'arch', '')}, dim {encoder.embed_dim})"}
+            "encoder": describe_encoder(encoder)}
     return Subject(name=name, model=model, loss=loss, optimizer=optimizer, after_step=after_step,
                    image_size=input_size(model.encoder), group=algorithm, info=info)
 
@@ -207,8 +207,8 @@ def run(settings: Settings) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, str, bool]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", help="comma-separated algorithms or combos (default: every registered algorithm)")
-    parser.add_argument("--combos", action="store_true", help="add every combo of configs/combos/")
+    parser.add_argument("--algos", help="comma-separated algorithms or combos (default: the catalogue's algorithms)")
+    parser.add_argument("--combos", action="store_true", help="add every combo of the catalogue")
     parser.add_argument("--config", action="append", default=[], metavar="ALGO=PATH",
                         help="config of an algorithm (default: its paper-size config, or tiny_cpu.py with --tiny)")
     parser.add_argument("--tiny", action="store_true", help="use every algorithm's tiny CPU config (smoke runs)")
@@ -230,12 +230,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, Path, str, bool
     parser.add_argument("--name", help="output file stem (default: throughput_<device type>[_tiny])")
     parser.add_argument("--update-readme", action="store_true", help="put the report in benchmarks/README.md")
     args = parser.parse_args(argv)
-    algos = args.algos.split(",") if args.algos else registered_algorithms()
-    algos += [c for c in combos() if args.combos and c not in algos]
-    unknown = sorted(set(algos) - set(registered_algorithms()) - set(combos()))
+    algos = args.algos.split(",") if args.algos else CATALOGUE.algorithms()
+    algos += [c for c in CATALOGUE.combos() if args.combos and c not in algos]
+    unknown = sorted(set(algos) - set(CATALOGUE.algorithms()) - set(CATALOGUE.combos()))
     if unknown:
-        parser.error(f"unknown algorithm(s) or combo(s) {unknown}; registered: {registered_algorithms()}, "
-                     f"combos: {combos()}")
+        parser.error(f"unknown algorithm(s) or combo(s) {unknown}; algorithms: {CATALOGUE.algorithms()}, "
+                     f"combos: {CATALOGUE.combos()}")
     settings = Settings(
         algos=algos, configs=parse_assignments(args.config, "--config"), tiny=args.tiny, batch_size=args.batch_size,
         iters=args.iters, warmup=args.warmup, repeats=args.repeats, device=args.device, threads=args.threads,

@@ -5,6 +5,7 @@ transforms, the Runner's) in :mod:`mim_zoo.engine.registry`.
 """
 
 from .core.registry import (
+                            ENCODER_INITS,
                             MASK_GENERATORS,
                             MODELS,
                             TARGET_GENERATORS,
@@ -16,5 +17,5 @@ from .core.registry import (
 )
 from .engine.registry import HOOKS, TRANSFORMS
 
-__all__ = ["HOOKS", "MASK_GENERATORS", "MODELS", "TARGET_GENERATORS", "TRANSFORMS", "UnknownPluginError", "build",
-           "build_with_suggestions", "describe_unknown", "registered_names"]
+__all__ = ["ENCODER_INITS", "HOOKS", "MASK_GENERATORS", "MODELS", "TARGET_GENERATORS", "TRANSFORMS",
+           "UnknownPluginError", "build", "build_with_suggestions", "describe_unknown", "registered_names"]

@@ -10,24 +10,23 @@ import torch
 
 import mim_zoo  # noqa: F401  (registers every plugin)
 from mim_zoo.core.algorithms.base import BaseMIM
+from mim_zoo.engine.catalogue import load_catalogue
 from mim_zoo.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 os.chdir(REPO)  # configs name data paths relative to the repository root
+CATALOGUE = load_catalogue(REPO)  # which algorithms, combos and configs there are (tests/test_catalogue.py)
 
 TINY_VIT = dict(type="ViTEncoder", arch="vit_tiny_patch16_224", img_size=32, patch_size=4, embed_dim=64, depth=2,
                 num_heads=4)
 
 
 def registered_algorithms() -> list[str]:
-    """Every registered algorithm (a BaseMIM subclass in MODELS)."""
+    """The registry's algorithms: every BaseMIM subclass in MODELS (a project's too, once a config imported it).
+    Tests that need configs ask the catalogue, whose algorithms are the package's of these (tests/test_catalogue.py)."""
     MODELS.import_from_location()
     return sorted(n for n, c in MODELS.module_dict.items() if isinstance(c, type) and issubclass(c, BaseMIM)
                   and c is not BaseMIM)
-
-
-def tiny_config_path(algorithm: str) -> Path:
-    return REPO / "configs" / algorithm.lower().replace("-", "") / "tiny_cpu.py"
 
 
 @pytest.fixture

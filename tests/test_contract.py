@@ -1,7 +1,7 @@
-"""Contract tests run for every tiny CPU config: each registered algorithm and each combination (STYLE R23).
+"""Contract tests run for every tiny CPU config: each algorithm and each combination of the catalogue (STYLE R23).
 
-A new algorithm gets this coverage by registering itself and shipping ``configs/<algo>/tiny_cpu.py``; a new
-combination by shipping ``configs/combos/<name>/tiny_cpu.py``.
+A new algorithm or combination gets this coverage by listing its tiny config in its metafile
+(``configs/<algo>/metafile.yml``); tests/test_catalogue.py checks that every registered algorithm has one.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mim_zoo.registry import MODELS
+from mim_zoo.core.contracts import PixelTargetProtocol
 from mim_zoo.engine.config import prepare_config
+from mim_zoo.registry import MODELS
 
-from .conftest import REPO, registered_algorithms, tiny_config_path
+from .conftest import CATALOGUE, REPO
 
-ALGORITHMS = registered_algorithms()
-TINY_CONFIGS = sorted(str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").glob("**/tiny_cpu.py"))
+TINY_CONFIGS = [str(p.relative_to(REPO / "configs")) for p in CATALOGUE.configs(scale="tiny")]
 # Parameters that are frozen on purpose: fixed sin-cos tables, momentum encoders, frozen teachers.
 FROZEN = ("encoder.*pos_embed", "encoder.*absolute_pos_embed", "*target.ema.*", "teachers.*")
 
@@ -43,14 +43,14 @@ def total_loss(losses: dict) -> torch.Tensor:
     return sum(v for k, v in losses.items() if "loss" in k)
 
 
-def test_the_four_seed_algorithms_are_registered_with_tiny_configs():
-    assert {"MAE", "BootMAE", "MRMAE", "MixMAE"} <= set(ALGORITHMS)
-    for algorithm in ALGORITHMS:
-        assert tiny_config_path(algorithm).is_file(), f"{algorithm} is registered but ships no tiny CPU config"
+def test_the_four_seed_algorithms_ship_tiny_configs():
+    assert {"MAE", "BootMAE", "MRMAE", "MixMAE"} <= set(CATALOGUE.algorithms())
+    for name in CATALOGUE.algorithms() + CATALOGUE.combos():
+        assert str(CATALOGUE.tiny_config(name).relative_to(REPO / "configs")) in TINY_CONFIGS
 
 
 def test_at_least_three_combinations_no_paper_trained():
-    assert len([c for c in TINY_CONFIGS if c.startswith("combos/")]) >= 3
+    assert len(CATALOGUE.combos()) >= 3
 
 
 @pytest.mark.parametrize("config", TINY_CONFIGS)
@@ -122,6 +122,6 @@ def test_reconstruct_returns_a_picture(config):
     images = batch(model)
     out = model(images, mode="predict")
     assert out["mask"].shape[0] == images.shape[0]
-    if any(hasattr(t, "to_pixels") for t in model.targets()):
+    if any(isinstance(t, PixelTargetProtocol) for t in model.targets()):
         assert out["reconstruction"].shape == images.shape
         assert torch.isfinite(out["reconstruction"]).all()

@@ -1,14 +1,15 @@
-"""ViTEncoder: MAE's positional embedding and patch order, equivalence with timm, export."""
+"""ViTEncoder: MAE's positional embedding and patch order, equivalence with timm, the MIM entry points, export."""
 
 import math
 
 import pytest
 import timm
 import torch
+from torch.utils.checkpoint import checkpoint
 
-from mim_zoo.core.tokens import patchify, sincos_pos_embed_2d, unpatchify
+from mim_zoo.core.encoders import vit as vit_module
 from mim_zoo.core.masking import RandomMasking
-from mim_zoo.core.tokens import mask_to_indices
+from mim_zoo.core.tokens import mask_to_indices, patchify, sincos_pos_embed_2d, unpatchify
 from mim_zoo.registry import MODELS
 
 
@@ -99,5 +100,47 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_vit_cfg, images):
     for model in (plain, ckpt):
         model(images).pow(2).mean().backward()
     for (name, a), (_, b) in zip(plain.named_parameters(), ckpt.named_parameters()):
+        if a.grad is not None:
+            assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+
+
+def test_forward_masked_is_simmims_encoder_on_the_plain_forward_path(tiny_vit_cfg, images):
+    """Mask tokens replace the masked embeddings before positions (SimMIM); then exactly the plain forward's path,
+    norm_pre included (a pre-norm ViT such as CLIP's has a LayerNorm there)."""
+    enc = MODELS.build(dict(tiny_vit_cfg, pre_norm=True)).eval()
+    assert isinstance(enc.vit.norm_pre, torch.nn.LayerNorm)
+    token = torch.randn(1, 1, 64, generator=torch.Generator().manual_seed(1))
+    nothing = torch.zeros(4, 64, dtype=torch.bool)
+    assert torch.allclose(enc.forward_masked(images, nothing, token), enc(images), atol=1e-6)
+    mask = RandomMasking(0.5)(4, enc.grid_size, generator=torch.Generator().manual_seed(2))
+    out = enc.forward_masked(images, mask, token)  # [B, 1 + L, D]
+    x = enc.vit.patch_embed(images)
+    x[mask] = token[0, 0]
+    x = torch.cat([enc.vit.cls_token.expand(4, -1, -1), x], 1) + enc.vit.pos_embed
+    x = enc.vit.norm_pre(x)
+    for blk in enc.vit.blocks:
+        x = blk(x)
+    assert out.shape == (4, 65, 64) and torch.allclose(out, enc.vit.norm(x), atol=1e-6)
+    hidden = images.clone()
+    hidden[mask.view(4, 1, 8, 8).repeat_interleave(4, 2).repeat_interleave(4, 3).expand_as(images)] = 100.0
+    assert torch.allclose(enc.forward_masked(hidden, mask, token), out, atol=1e-6)  # masked pixels do not reach it
+    with pytest.raises(ValueError, match=r"a token mask must be \[B, L\] = \[4, 64\], got \[4, 63\]"):
+        enc.forward_masked(images, mask[:, 1:], token)
+
+
+def test_forward_masked_checkpoints_like_the_plain_forward(tiny_vit_cfg, images, monkeypatch):
+    plain = MODELS.build(tiny_vit_cfg).train()
+    ckpt = MODELS.build(dict(tiny_vit_cfg, grad_checkpointing=True)).train()
+    ckpt.load_state_dict(plain.state_dict())
+    recomputed = []
+    monkeypatch.setattr(vit_module, "checkpoint", lambda fn, *args, **kw: recomputed.append(fn) or checkpoint(
+        fn, *args, **kw))
+    mask = RandomMasking(0.5)(4, plain.grid_size, generator=torch.Generator().manual_seed(3))
+    tokens = [torch.nn.Parameter(torch.full((1, 1, 64), 0.5)) for _ in range(2)]
+    for model, token in zip((plain, ckpt), tokens, strict=True):
+        model.forward_masked(images, mask, token).pow(2).mean().backward()
+    assert recomputed == list(ckpt.vit.blocks)  # every block of the checkpointed encoder, none of the plain one
+    assert torch.allclose(tokens[0].grad, tokens[1].grad, atol=1e-6) and tokens[0].grad.abs().sum() > 0
+    for (name, a), (_, b) in zip(plain.named_parameters(), ckpt.named_parameters(), strict=True):
         if a.grad is not None:
             assert torch.allclose(a.grad, b.grad, atol=1e-6), name

@@ -28,7 +28,7 @@ def build(name: str):
 def context_for(name: str, batch: int) -> dict:
     """Data-dependent generators (attention-guided) take their context as keyword arguments."""
     gen = build(name)
-    needs = getattr(gen, "context_keys", ())
+    needs = gen.context_keys  # MaskGeneratorProtocol: the **context entries it reads
     g = torch.Generator().manual_seed(123)
     return {key: torch.rand(batch, GRID[0] * GRID[1], generator=g) for key in needs}
 

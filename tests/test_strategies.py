@@ -1,11 +1,11 @@
-"""Large-model configs offer mmengine's FSDP and DeepSpeed strategies: every ``configs/*/*_fsdp.py`` and
-``*_deepspeed.py`` builds, its strategy builds, and FSDP's wrap policy shards the model block by block. (Running
-them needs CUDA GPUs; on a CPU machine tools/train.py refuses them with a clear message, which is checked too.)"""
+"""Large-model configs offer mmengine's FSDP and DeepSpeed strategies: every config the catalogue lists with
+``Strategy: FSDP`` or ``DeepSpeed ZeRO-2`` builds, its strategy builds, and FSDP's wrap policy shards the model block
+by block. (Running them needs CUDA GPUs; on a CPU machine tools/train.py refuses them with a clear message, which is
+checked too.)"""
 
 from __future__ import annotations
 
 import copy
-import glob
 import importlib.util
 import os.path as osp
 import re
@@ -17,17 +17,18 @@ from mmengine.config import Config
 from mmengine.registry import STRATEGIES
 from mmengine.runner import FlexibleRunner
 
-from mim_zoo.registry import MODELS
+from mim_zoo.engine.catalogue import load_catalogue
 from mim_zoo.engine.config import prepare_config
+from mim_zoo.registry import MODELS
 
 from .helpers.training import REPO
 
 
-def configs(suffix: str) -> list[str]:
-    return sorted(osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, "configs", "*", f"*_{suffix}.py")))
+def configs(strategy: str) -> list[str]:
+    return [m.config for m in load_catalogue(REPO).pretraining() if (m.strategy or "").startswith(strategy)]
 
 
-@pytest.mark.parametrize("config", configs("fsdp"))
+@pytest.mark.parametrize("config", configs("FSDP"))
 def test_fsdp_config_shards_every_transformer_block(config: str) -> None:
     cfg = Config.fromfile(osp.join(REPO, config))
     assert cfg.runner_type is FlexibleRunner
@@ -44,7 +45,7 @@ def test_fsdp_config_shards_every_transformer_block(config: str) -> None:
     assert sharded / sum(p.numel() for p in model.parameters()) > 0.95  # almost every weight lives in a unit
 
 
-@pytest.mark.parametrize("config", configs("deepspeed"))
+@pytest.mark.parametrize("config", configs("DeepSpeed"))
 def test_deepspeed_config_builds(config: str) -> None:
     cfg = Config.fromfile(osp.join(REPO, config))
     assert cfg.runner_type is FlexibleRunner
@@ -58,7 +59,7 @@ def test_deepspeed_config_builds(config: str) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal concerns machines without CUDA")
-@pytest.mark.parametrize("config", configs("fsdp"))
+@pytest.mark.parametrize("config", configs("FSDP"))
 def test_sharded_configs_are_refused_without_cuda(config: str) -> None:
     cfg = Config.fromfile(osp.join(REPO, config))
     with pytest.raises(ValueError, match="places its shards on CUDA GPUs, and this machine has none; train the plain"):

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_CONFIGS = sorted((REPO / "configs").glob("**/tiny_cpu.py"))
+from .conftest import CATALOGUE, REPO
+
+TINY_CONFIGS = CATALOGUE.configs(scale="tiny")
 
 
 def train(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

@@ -23,14 +23,16 @@ import shlex
 import subprocess
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))  # this checkout: its catalogue (model-index.yml), configs
+sys.path.insert(0, ROOT)  # run from a checkout without installing
 
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 
 import mim_zoo  # noqa: E402,F401  (registers the encoders, applies the compatibility fixes)
-from mim_zoo.engine.benchmark import REPO_ROOT, TASKS, markdown_table, recipe_config, run_task, update_results
 from mim_zoo.core.checkpoints.read import CheckpointError, load_pretrained_encoder  # noqa: E402
+from mim_zoo.engine.benchmark import TASKS, markdown_table, run_task, update_results  # noqa: E402
+from mim_zoo.engine.catalogue import load_catalogue  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,20 +87,22 @@ def main(argv: list[str] | None = None) -> None:
     results_file = osp.join(work_dir, "results.json")
     try:
         pretrained = load_pretrained_encoder(args.checkpoint)
-        configs = {task: recipe_config(task, pretrained, args.protocol, args.tiny) for task in args.tasks}
+        catalogue = load_catalogue(ROOT)
+        recipes = {task: catalogue.recipe(task, pretrained.method, pretrained.canonical, args.protocol, args.tiny)
+                   for task in args.tasks}
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
-    for task, config in configs.items():
+    for task, recipe in recipes.items():
         if args.gpus > 1 and args.launcher == "none":
             cmd = torchrun_command(args, task, work_dir)
             print(shlex.join(cmd))
             if not args.dry_run:
                 subprocess.run(cmd, check=True)
             continue
-        record = run_task(config, args.checkpoint, osp.join(work_dir, task), args.launcher, args.amp,
-                          args.cfg_options)
+        record = run_task(catalogue.path(recipe.config), args.checkpoint, osp.join(work_dir, task), args.launcher,
+                          args.amp, args.cfg_options)
         if is_main_process():
-            update_results(results_file, pretrained, task, config.relative_to(REPO_ROOT), record, args.name)
+            update_results(results_file, pretrained, task, recipe.config, record, args.name)
     if is_main_process() and osp.exists(results_file) and not args.dry_run:
         with open(results_file) as f:
             print(markdown_table([json.load(f)]))

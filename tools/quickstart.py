@@ -3,9 +3,9 @@
     bash tools/quickstart.sh                                  # installs the stack first, then runs this
     python tools/quickstart.py [--algos mae,bootmae,mrmae,mixmae] [--epochs 8] [--work-dir work_dirs/quickstart]
 
-Each algorithm trains its tiny CPU config (``configs/<algo>/tiny_cpu.py``) on the whole embedded training split
-(10 shape classes, 2,000 images of 32x32 written to ``data/generated/shapes32`` on first use) with the overrides
-below, through ``tools/train.py`` (the exact command is printed). Each leaves in ``WORK_DIR/<algo>/``: the
+Each algorithm of the catalogue trains its tiny CPU config (``configs/<algo>/tiny_cpu.py``) on the whole embedded
+training split (10 shape classes, 2,000 images of 32x32 written to ``data/generated/shapes32`` on first use) with the
+overrides below, through ``tools/train.py`` (the exact command is printed). Each leaves in ``WORK_DIR/<algo>/``: the
 checkpoints, the log, ``vis/loss_curve.png``, ``vis/reconstruction_epoch_N.png`` (training images, every epoch) and
 ``reconstructions_val.png`` (held-out images). MR-MAE's teachers here are tiny *random* ViTs written in the real
 CLIP / DINO file layouts: the run shows the machinery, not what real teachers teach.
@@ -20,8 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-ALGORITHMS = ("mae", "bootmae", "mrmae", "mixmae")
+REPO = Path(__file__).resolve().parents[1]  # this checkout: its catalogue and configs
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+from mim_zoo.engine.catalogue import load_catalogue  # noqa: E402
+
+CATALOGUE = load_catalogue(REPO)
+ALGORITHMS = {name.lower(): name for name in CATALOGUE.algorithms()}  # --algos / work-dir name -> algorithm
 VAL_IMAGES = ("circle/circle_00000", "star/star_00000", "hstripes/hstripes_00000", "triangle/triangle_00000")
 
 
@@ -60,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = []
     for algo in algos:
         start = time.time()
-        config = f"configs/{algo}/tiny_cpu.py"
+        config = str(CATALOGUE.tiny_config(ALGORITHMS[algo]).relative_to(REPO))
         work_dir = osp.join(args.work_dir, algo)
         run([sys.executable, "tools/train.py", config, "--work-dir", work_dir, "--cfg-options",
              *overrides(args.epochs, args.batch_size, args.base_lr)])

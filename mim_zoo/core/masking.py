@@ -1,13 +1,13 @@
-"""Mask generators: one contract for every masking strategy.
-
-Contract (README, "Masking contract")::
+"""Mask generators: one contract for every masking strategy (``MaskGeneratorProtocol`` in
+:mod:`mim_zoo.core.contracts`)::
 
     generator(batch_size, grid_size, *, device="cpu", generator=None, **context) -> BoolTensor[B, L]
 
 ``L = grid_size[0] * grid_size[1]`` in raster order and ``True`` means *masked* (hidden from the encoder, or for
 mixing: taken from the partner image). Given a seeded ``torch.Generator`` the output is reproducible; without one
 the global torch RNG is used. Generators draw on the CPU and move the result to ``device``. ``**context`` carries
-optional inputs that data-dependent strategies need (e.g. teacher attention); the others ignore it.
+the per-batch inputs a data-dependent strategy names in ``context_keys`` (e.g. teacher attention), supplied by the
+algorithm's ``mask_context``; the others declare none and ignore it.
 
 Every algorithm also accepts an explicit mask, so two algorithms (or two implementations) can be compared on the
 same mask; :func:`mask_to_indices` turns any mask with a constant count per row into gather indices.
@@ -28,7 +28,9 @@ GridSize = tuple[int, int]
 
 
 class MaskGenerator(ABC):
-    """Base class: subclasses implement :meth:`generate` on the CPU."""
+    """Base class: subclasses implement :meth:`generate` on the CPU (and name the ``**context`` they read)."""
+
+    context_keys: tuple[str, ...] = ()  # per-batch inputs read from ``**context``; none for data-independent ones
 
     def __call__(
         self,
@@ -272,7 +274,7 @@ class AttentionMasking(RandomMasking):
         temperature: sharpness of ``"sample"`` (1 = proportional to the attention, as MILAN).
     """
 
-    context_keys = ("attention",)  # what the algorithm must pass through ``**context``
+    context_keys = ("attention",)  # supplied by the algorithm's mask_context (MRMAE with focus_teacher)
 
     def __init__(self, ratio: float = 0.75, mode: str = "sample", temperature: float = 1.0) -> None:
         super().__init__(ratio)

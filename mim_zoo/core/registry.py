@@ -3,6 +3,9 @@
 * ``MODELS``: algorithms (MAE, BootMAE, MR-MAE, MixMAE), encoder adapters and decoders.
 * ``MASK_GENERATORS``: ``(batch_size, grid_size, *, device, generator, **context) -> BoolTensor[B, L]``.
 * ``TARGET_GENERATORS``: no-grad ``nn.Module`` s mapping images to per-patch targets ``[B, L, D]``.
+* ``ENCODER_INITS``: each paper's initialisation of its encoder, applied by name by the encoder adapters.
+
+What a plugin of each seam must provide is written as a ``typing.Protocol`` in :mod:`mim_zoo.core.contracts`.
 
 Each registry names the modules that hold its plugins (mmengine's ``locations``): the first lookup or build imports
 them, so every plugin of the package is registered by explicit import (STYLE R8) without ``import mim_zoo`` paying for
@@ -72,6 +75,10 @@ MODELS = _registry("model", MMENGINE_MODELS, ["mim_zoo.core.algorithms", "mim_zo
 MASK_GENERATORS = _registry("mask generator", MMENGINE_TASK_UTILS, ["mim_zoo.core.masking"])
 # mmengine allows one "mim_zoo" child per root registry, so target generators hang below our MODELS.
 TARGET_GENERATORS = _registry("target generator", MODELS, ["mim_zoo.core.targets"])
+# Each paper's initialisation of its encoder, ``(canonical model) -> None``, registered by the algorithm's module
+# (``"mae"`` in algorithms/mae.py) and applied by the encoder adapter that names it (``ViTEncoder(init="mae")``), so
+# encoders never import algorithms. A root of its own: mmengine's WEIGHT_INITIALIZERS holds ``init_cfg`` classes.
+ENCODER_INITS = Registry("encoder init", scope="mim_zoo", locations=["mim_zoo.core.algorithms"])
 
 
 def registered_names(registry: Registry) -> list[str]:

@@ -1,6 +1,6 @@
 """Target generators: no-grad modules that map images to per-patch targets ``[B, L, D]`` (STYLE R5).
 
-Contract (README, "Target contract"):
+Contract (``TargetProtocol`` and, for pixels, ``PixelTargetProtocol`` in :mod:`mim_zoo.core.contracts`):
 
 * ``bind(encoder)`` is called once by the algorithm's constructor. The target reads the geometry it needs (patch
   size, grid) from the encoder, checks it is compatible, and sets ``self.dim`` (``D``). A momentum target copies the
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .contracts import PlainEncoderProtocol, check_plugin
 from .registry import TARGET_GENERATORS
 from .tokens import patchify
 
@@ -144,8 +145,7 @@ class MomentumTarget(TargetGenerator):
         self.ema: nn.Module | None = None
 
     def bind(self, encoder: nn.Module) -> None:
-        if not hasattr(encoder, "forward_full"):
-            raise TypeError(f"MomentumTarget needs an encoder with forward_full(), got {type(encoder).__name__}")
+        check_plugin(encoder, PlainEncoderProtocol, "MomentumTarget's encoder")  # copied; runs forward_full
         self.ema = copy.deepcopy(encoder)
         self.ema.requires_grad_(False)
         self.ema.grad_checkpointing = False

@@ -23,6 +23,7 @@ from mmengine.registry import DATASETS, DefaultScope
 from mmengine.utils import import_modules_from_strings
 
 from .config_checks import check_config_types, check_dataset_root, check_strategy, drop_disabled_hooks
+from .pipeline import apply_pipeline_impl
 from .recipe import launched_world_size, resolve_recipe
 from .reliability import find_resume_checkpoint
 
@@ -50,6 +51,7 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
     check_config_types(cfg)  # after custom_imports: they may register the types
     check_strategy(cfg)
     drop_disabled_hooks(cfg)
+    apply_pipeline_impl(cfg)  # pipeline_impl: the input pipeline, its collate function and data preprocessor
     recipe = resolve_recipe(cfg)
     make_synthetic_data(cfg)
     _check_data_root(cfg)

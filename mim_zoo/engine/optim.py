@@ -6,7 +6,7 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from torch import nn
 
-from ..core.targets import TargetGenerator
+from ..core.contracts import TargetProtocol
 
 
 class MIMOptimWrapperConstructor(DefaultOptimWrapperConstructor):
@@ -19,7 +19,7 @@ class MIMOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     def add_params(self, params: list, module: nn.Module, prefix: str = "", is_dcn_module: int | float | None = None
                    ) -> None:
-        if isinstance(module, TargetGenerator):
+        if isinstance(module, TargetProtocol):
             frozen = sum(p.numel() for p in module.parameters())
             if any(p.requires_grad for p in module.parameters()):
                 raise ValueError(f"target generator {prefix} has trainable parameters; targets must be frozen")

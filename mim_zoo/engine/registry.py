@@ -13,7 +13,7 @@ from mmengine.registry import Registry
 
 HOOKS = Registry("hook", parent=mmengine_registry.HOOKS, scope="mim_zoo", locations=["mim_zoo.engine.hooks"])
 TRANSFORMS = Registry("transform", parent=mmengine_registry.TRANSFORMS, scope="mim_zoo",
-                      locations=["mim_zoo.engine.transforms"])
+                      locations=["mim_zoo.engine.transforms", "mim_zoo.engine.pipeline"])
 
 _LOCATIONS = {"PARAM_SCHEDULERS": ["mim_zoo.engine.schedulers"]}  # the registries that hold mim_zoo entries
 RUNNER_REGISTRIES = {

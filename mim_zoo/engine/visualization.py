@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from ..core.contracts import ContractError, MaskGeneratorProtocol, check_plugin
 from ..core.registry import MASK_GENERATORS
 
 MASK_GRAY = 0.5  # masked patches are drawn mid-gray in the "masked" column
@@ -142,8 +143,13 @@ def mask_samples(grid_size: tuple[int, int] = (14, 14), num_samples: int = 4, se
         if isinstance(gen, str):
             samples[name] = gen
             continue
+        try:
+            check_plugin(gen, MaskGeneratorProtocol, f"mask generator {name!r}")
+        except ContractError as err:
+            samples[name] = f"{type(err).__name__}: {err}"
+            continue
         rng = torch.Generator().manual_seed(seed)
-        keys = tuple(getattr(gen, "context_keys", ()))
+        keys = tuple(gen.context_keys)
         context = synthetic_context(keys, num_samples, grid_size, torch.Generator().manual_seed(seed + 1))
         label = f"{name}\n(centred {', '.join(keys)})" if keys else name
         try:

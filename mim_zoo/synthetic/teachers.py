@@ -145,9 +145,11 @@ def _parameter_tree(state: dict[str, Tensor]) -> nn.Module:
         *path, leaf = key.split(".")
         module = root
         for part in path:
-            if not hasattr(module, part):
-                module.add_module(part, _ParameterTree())
-            module = getattr(module, part)
+            child = dict(module.named_children()).get(part)
+            if child is None:
+                child = _ParameterTree()
+                module.add_module(part, child)
+            module = child
         if value.is_floating_point():
             module.register_parameter(leaf, nn.Parameter(value.clone(), requires_grad=False))
         else:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.common import REPO, combos, registered_algorithms, replace_readme_section
+from benchmarks.common import CATALOGUE, REPO, replace_readme_section
 from benchmarks.compare import default_methods, main, make_jobs, parse_args, readme_section
 from benchmarks.runs import Study
 
-COMBO = combos()[0]
+COMBO = CATALOGUE.combos()[0]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,8 @@ def study(tmp_path_factory) -> dict:
             "md": (out / "compare.md").read_text()}
 
 
-def test_every_registered_algorithm_and_combo_is_a_method():
-    assert list(default_methods()) == [*registered_algorithms(), *combos()]
+def test_every_algorithm_and_combo_is_a_method():
+    assert list(default_methods()) == [*CATALOGUE.algorithms(), *CATALOGUE.combos()]
 
 
 def test_runs_record_losses_and_evaluations_for_every_seed(study):

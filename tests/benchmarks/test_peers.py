@@ -14,7 +14,7 @@ import pytest
 import torch
 from timm.models.vision_transformer import Block
 
-from benchmarks.common import build_algorithm, build_optimizer, load_config, tiny_config, total_loss
+from benchmarks.common import CATALOGUE, build_algorithm, build_optimizer, load_config, total_loss
 from benchmarks.measure import Subject, step_flops, timed_step
 from benchmarks.peers import (VIT_B16, MAEGeometry, _numpy_float_alias, _timm_block_without_qk_scale,
                               mmpretrain_mae, official_mae)
@@ -22,7 +22,7 @@ from benchmarks.peers import (VIT_B16, MAEGeometry, _numpy_float_alias, _timm_bl
 
 @pytest.fixture(scope="module")
 def tiny_mae() -> Subject:
-    cfg = load_config(tiny_config("MAE"))
+    cfg = load_config(CATALOGUE.tiny_config("MAE"))
     torch.manual_seed(0)
     model, _ = build_algorithm(cfg)
     return Subject("MAE", model, lambda x: total_loss(model(x, mode="loss")), build_optimizer(model, cfg.optim_wrapper),

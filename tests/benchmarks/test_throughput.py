@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from benchmarks.common import (REPO, bf16_supported, build_algorithm, combos, load_config, paper_config,
-                               randomize_teachers, registered_algorithms, tiny_config)
+from benchmarks.common import CATALOGUE, REPO, bf16_supported, build_algorithm, load_config, randomize_teachers
 from benchmarks.throughput import main, parse_args
 
-ALGORITHMS = registered_algorithms()
+ALGORITHMS = CATALOGUE.algorithms()
+COMBOS = CATALOGUE.combos()
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +26,19 @@ def results(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_every_algorithm_has_a_paper_size_and_a_tiny_config(algorithm):
-    assert paper_config(algorithm).is_file() and tiny_config(algorithm).is_file()
+    assert CATALOGUE.paper_config(algorithm).is_file() and CATALOGUE.tiny_config(algorithm).is_file()
 
 
-def test_paper_config_is_the_shortest_schedule_of_the_family():
-    assert paper_config("MAE") == REPO / "configs" / "mae" / "vitb_800e.py"
+def test_paper_config_is_the_shortest_base_schedule_without_variants():
+    assert CATALOGUE.paper_config("MAE") == REPO / "configs" / "mae" / "vitb_800e.py"  # not 1600e, not ViT-L
+    assert CATALOGUE.paper_config("MRMAE") == REPO / "configs" / "mrmae" / "vitb_400e.py"  # not focused
+    assert CATALOGUE.paper_config("MixMAE") == REPO / "configs" / "mixmae" / "swinb_300e.py"
 
 
 def test_every_subject_is_measured_at_every_dtype(results):
     doc = results["json"]
     names = set(doc["subjects"])
-    assert set(ALGORITHMS) | set(combos()) | {"MAE (mmpretrain)", "MAE [ratio=0.5]"} <= names
+    assert set(ALGORITHMS) | set(COMBOS) | {"MAE (mmpretrain)", "MAE [ratio=0.5]"} <= names
     for subject in doc["subjects"].values():
         for dtype in doc["settings"]["dtypes"]:
             numbers = subject["dtypes"][dtype]
@@ -57,7 +59,7 @@ def test_peer_computes_the_same_flops_and_is_compared_per_round(results):
 def test_flop_ratios_and_targets_are_reported(results):
     doc = results["json"]
     checks = doc["flop_ratio_check"]["fp32"]
-    assert set(checks) == (set(ALGORITHMS) | set(combos())) - {"MAE"}
+    assert set(checks) == (set(ALGORITHMS) | set(COMBOS)) - {"MAE"}
     assert checks["mae_blockmask"]["flop_ratio"] == pytest.approx(1.0)  # the same model, another mask
     assert all(not t["reference_setting"] for t in doc["targets"])  # tiny settings are never the reference
     assert any("utilisation" in t["target"] for t in doc["targets"])
@@ -72,10 +74,10 @@ def test_markdown_report_has_a_table_per_dtype(results):
 
 
 def test_random_teachers_replace_every_teacher_file():
-    cfg = load_config(tiny_config("MRMAE"))
+    cfg = load_config(CATALOGUE.tiny_config("MRMAE"))
     notes = randomize_teachers(cfg.model)
     assert len(notes) == 2 and all("RANDOM" in n for n in notes)
-    model, _ = build_algorithm(load_config(tiny_config("MRMAE")))
+    model, _ = build_algorithm(load_config(CATALOGUE.tiny_config("MRMAE")))
     assert len(model.teachers) == 2
 
 

@@ -61,16 +61,18 @@ def tiny_pretrained(tiny_checkpoint: str):
 
 @pytest.fixture(scope="session")
 def pretraining_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], str]:
-    """``"bootmae" | "combos/mae_momentum" | ... -> path`` of ``configs/<name>/tiny_cpu.py`` after one iteration
-    (``epoch_1.pth``, written by the Runner of ``tools/train.py``), made once per session and name."""
+    """``"BootMAE" | "mae_momentum" | ... -> path``: the catalogue's tiny config of that algorithm or combo after one
+    iteration (``epoch_1.pth``, written by the Runner of ``tools/train.py``), made once per session and name."""
     from mmengine.config import Config
+
+    from mim_zoo.engine.catalogue import load_catalogue
 
     made: dict[str, str] = {}
 
     def make(name: str) -> str:
         if name not in made:
-            config = f"configs/{name}/tiny_cpu.py"
-            work_dir = tmp_path_factory.mktemp(name.replace("/", "_"))
+            config = str(load_catalogue(ROOT).tiny_config(name).relative_to(ROOT))
+            work_dir = tmp_path_factory.mktemp(name)
             batch = Config.fromfile(config).recipe.batch_per_gpu
             load_tool("train").main([config, "--work-dir", str(work_dir), "--cfg-options", "train_cfg.max_epochs=1",
                                      f"train_dataloader.dataset.indices={batch}"])

@@ -12,10 +12,12 @@ import pytest
 from mmengine.config import Config
 
 import mim_zoo  # noqa: F401
-from mim_zoo.engine.benchmark import REFERENCE_COMPONENTS, REPO_ROOT, TASKS, markdown_table, method_label, recipe_config, results_row, task_columns, update_results
 from mim_zoo.core.checkpoints.read import PretrainedEncoder, load_pretrained_encoder, model_components, parse_config_text
+from mim_zoo.engine.benchmark import (TASKS, markdown_table, method_label, recipe_config, results_row, task_columns,
+                                      update_results)
 from mim_zoo.registry import MODELS
 
+from ..conftest import CATALOGUE
 from .conftest import load_tool, run_tool
 
 COLUMNS = ("linear_top1", "finetune_top1", "ade20k_miou", "coco_box_ap", "coco_mask_ap")
@@ -26,7 +28,7 @@ def family_checkpoint(request, tiny_checkpoint, pretraining_checkpoint) -> tuple
     """``(checkpoint, method, epochs)``: the tiny ViT (MAE, 2 epochs) and the tiny MixMIM Swin (MixMAE, 1 iteration)."""
     if request.param == "mae":
         return tiny_checkpoint, "MAE", 2
-    return pretraining_checkpoint("mixmae"), "MixMAE", 1
+    return pretraining_checkpoint("MixMAE"), "MixMAE", 1
 
 
 @pytest.mark.slow
@@ -43,7 +45,7 @@ def test_tiny_benchmark_of_all_tasks_writes_the_results_row(family_checkpoint, t
     pretrained = load_pretrained_encoder(checkpoint)
     for task in TASKS:  # the twins of the checkpoint's encoder family, each evaluated once at the end
         entry = results["tasks"][task]
-        assert entry["config"] == str(recipe_config(task, pretrained, tiny=True).relative_to(REPO_ROOT))
+        assert entry["config"] == CATALOGUE.recipe(task, pretrained.method, pretrained.canonical, tiny=True).config
         assert entry["evaluation"]["phase"] == "val" and (tmp_path / task / "metrics.json").is_file()
     assert results["tasks"]["coco"]["evaluation"]["metrics"]["coco/segm_mAP"] * 100 == pytest.approx(
         row["coco_mask_ap"], abs=0.01)
@@ -93,24 +95,40 @@ def _encoder_stub(method: str, components: dict) -> PretrainedEncoder:
 
 
 def test_rows_name_the_algorithm_and_what_a_combo_swaps_in():
-    own = {_label_of(path) for algo in REFERENCE_COMPONENTS
-           for path in Path(f"configs/{algo.lower()}").glob("*.py") if not path.stem.endswith("_focused")}
-    assert own == set(REFERENCE_COMPONENTS)  # every config of an algorithm's own folder: the algorithm's name
-    combos = {path.parent.name: _label_of(path) for path in Path("configs/combos").glob("*/tiny_cpu.py")}
-    assert combos == {"mae_blockmask": "MAE+BlockMasking", "mae_momentum": "MAE+MomentumTarget",
-                      "mrmae_blockmask": "MRMAE+BlockMasking", "mrmae_bootmae_decoder": "MRMAE+BootMAEPixelDecoder"}
+    for name in CATALOGUE.algorithms():  # every config of an algorithm but its variants: the algorithm's name
+        for model in CATALOGUE.collection(name).models:
+            if model.config and not model.variant:
+                assert _label_of(CATALOGUE.path(model.config)) == name, model.config
+    combos = {name: {_label_of(CATALOGUE.tiny_config(name)), _label_of(CATALOGUE.paper_config(name))}
+              for name in CATALOGUE.combos()}
+    assert combos == {"mae_blockmask": {"MAE+BlockMasking"}, "mae_momentum": {"MAE+MomentumTarget"},
+                      "mrmae_blockmask": {"MRMAE+BlockMasking"},
+                      "mrmae_bootmae_decoder": {"MRMAE+BootMAEPixelDecoder"}}
     assert _label_of(Path("configs/mrmae/vitb_400e_focused.py")) == "MRMAE+AttentionMasking"
     assert method_label(_encoder_stub("ProjectMIM", {"masking": "BlockMasking"})) == "ProjectMIM"
 
 
-@pytest.mark.parametrize("algorithm", ["MAE", "BootMAE", "MixMAE"])
-def test_reference_components_are_the_algorithms_defaults(algorithm):
+DEFAULT_PARTS = {  # the papers' parts (METHODS.md 0)
+    "MAE": {"masking": "RandomMasking", "target": "PixelTarget", "decoder": "MAEDecoder"},
+    "MRMAE": {"masking": "RandomMasking", "target": "PixelTarget", "decoder": "MAEDecoder"},
+    "BootMAE": {"masking": "BlockMasking", "pixel_target": "PixelTarget", "feature_target": "MomentumTarget",
+                "pixel_decoder": "BootMAEPixelDecoder", "feature_decoder": "BootMAEFeatureDecoder"},
+    "MixMAE": {"masking": "MixingMask", "target": "PixelTarget", "decoder": "MixMAEDecoder"},
+}
+
+
+@pytest.mark.parametrize("algorithm", sorted(DEFAULT_PARTS))
+def test_the_label_reference_is_the_algorithms_default_parts(algorithm):
+    assert MODELS.get(algorithm).default_types() == DEFAULT_PARTS[algorithm]
+
+
+@pytest.mark.parametrize("algorithm", ["MAE", "BootMAE", "MixMAE"])  # MR-MAE: MAE's constructor (teachers need files)
+def test_the_constructor_builds_the_default_parts(algorithm):
     vit = dict(type="ViTEncoder", arch="vit_tiny_patch16_224", embed_dim=64, depth=1, num_heads=4)  # 14 x 14 grid
     swin = dict(type="MixMIMEncoder", arch=dict(embed_dims=16, depths=[1, 1], num_heads=[1, 2]), img_size=32,
                 patch_size=2, window_size=[4, 4])
     model = MODELS.build(dict(type=algorithm, encoder=swin if algorithm == "MixMAE" else vit))
-    assert {slot: type(getattr(model, slot)).__name__ for slot in REFERENCE_COMPONENTS[algorithm]} == (
-        REFERENCE_COMPONENTS[algorithm])
+    assert {slot: type(getattr(model, slot)).__name__ for slot in DEFAULT_PARTS[algorithm]} == DEFAULT_PARTS[algorithm]
 
 
 def test_distributed_runs_are_launched_through_torchrun(tiny_checkpoint, tmp_path):

@@ -7,6 +7,7 @@ backbone is a checked mim_zoo adapter still waiting for its checkpoint (``mim_ch
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,11 @@ from mmengine.registry import DefaultScope
 import mim_zoo  # noqa: F401
 from mim_zoo.core.downstream.loading import PretrainedBackboneMixin
 
-CONFIGS = sorted(p for p in Path("configs/benchmarks").rglob("*.py") if not p.name.endswith("_tiny_cpu.py"))
-TINY = sorted(Path("configs/benchmarks").rglob("*_tiny_cpu.py"))
+from ..conftest import CATALOGUE
+
+RECIPES = {r.name: r for r in CATALOGUE.recipes()}
+CONFIGS = [Path(r.config) for r in RECIPES.values() if not r.twin_of]
+TINY = {Path(r.config): Path(RECIPES[r.twin_of].config) for r in RECIPES.values() if r.twin_of}  # twin -> full
 LIBRARY = {"mmpretrain": "mmpretrain.registry", "mmseg": "mmseg.registry", "mmdet": "mmdet.registry"}
 
 
@@ -80,10 +84,14 @@ def test_derived_numbers():
     assert boot_lin.optim_wrapper.optimizer.lr == pytest.approx(6.4) and boot_lin.model.backbone.frozen_stages == 10
 
 
-@pytest.mark.parametrize("path", TINY, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(TINY), ids=lambda p: p.name)
 def test_tiny_twins_keep_the_model_and_optimizer_of_their_full_config(path: Path):
+    # the twin inherits the full config its metafile names, or the twin of a sibling that full config is a delta of
+    # (the MixMIM twins are the ViT twins of their task with the backbone swapped, as their full configs are)
+    ancestors, full = _local_bases(path), TINY[path]
+    assert full in ancestors or any(TINY.get(a) in _local_bases(full) for a in ancestors), ancestors
     twin = Config.fromfile(str(path))
-    base = Config.fromfile(str(path.parent / _full_config_name(path)))
+    base = Config.fromfile(str(TINY[path]))
     assert twin.model.type == base.model.type and twin.model.backbone.type == base.model.backbone.type
     assert (twin.model.get("neck") or {}).get("type") == (base.model.get("neck") or {}).get("type")
     assert twin.optim_wrapper.get("constructor") == base.optim_wrapper.get("constructor")
@@ -92,11 +100,12 @@ def test_tiny_twins_keep_the_model_and_optimizer_of_their_full_config(path: Path
     assert twin.val_evaluator.type == base.val_evaluator.type
 
 
-def _full_config_name(path: Path) -> str:
-    """The full config a twin stands for, named by its first line (``# CPU twin of <name>: ...``); the twin
-    inherits it directly or through the ViT twin of the same task."""
-    first = path.read_text().splitlines()[0]
-    assert first.startswith("# CPU twin of "), f"{path.name} does not say which full config it is the twin of"
-    name = first.removeprefix("# CPU twin of ").split(":")[0]
-    assert (path.parent / name).is_file(), name
-    return name
+def _local_bases(path: Path) -> list[Path]:
+    """The chain of configs of this folder that ``path`` inherits (``_base_ = './<name>'``), nearest first."""
+    chain = []
+    while True:
+        name = re.search(r"^_base_ = \[?\s*'([^']+)'", path.read_text(), re.M).group(1)  # the first base
+        if not name.startswith("./"):
+            return chain
+        path = path.parent / name.removeprefix("./")
+        chain.append(path)

@@ -76,7 +76,7 @@ def test_bad_requests_are_errors(tiny_checkpoint, tmp_path):
 
 # --- every algorithm: the loader and each export give the pretraining weights -------------------------------------
 # tiny config -> the method label of its checkpoint's results row
-ALGORITHMS = {"bootmae": "BootMAE", "mrmae": "MRMAE", "combos/mae_momentum": "MAE+MomentumTarget", "mixmae": "MixMAE"}
+ALGORITHMS = {"BootMAE": "BootMAE", "MRMAE": "MRMAE", "mae_momentum": "MAE+MomentumTarget", "MixMAE": "MixMAE"}
 TWIN_OF_TARGET = {"mmpretrain": "linear", "mmseg": "ade20k", "mmdet": "coco"}  # a backbone in that layout
 
 

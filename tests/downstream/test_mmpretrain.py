@@ -111,7 +111,7 @@ TINY_SWIN = dict(arch=dict(embed_dims=32, depths=[1, 1, 2], num_heads=[1, 2, 4])
 
 
 def test_mixmim_linear_probe_reads_the_frozen_pooled_final_features(pretraining_checkpoint):
-    checkpoint = pretraining_checkpoint("mixmae")
+    checkpoint = pretraining_checkpoint("MixMAE")
     encoder = load_pretrained_encoder(checkpoint).encoder
     probe = MIMMixMIMTransformer(**TINY_SWIN, frozen_stages=3, mim_checkpoint=checkpoint)
     probe.init_weights()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import importlib.util
 import os
 import os.path as osp
@@ -16,6 +15,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import mim_zoo  # noqa: F401  (the compatibility fixes: checkpoints load with weights_only=True)
+from mim_zoo.engine.catalogue import load_catalogue
 from mim_zoo.engine.config import load_config, prepare_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -24,10 +24,10 @@ TRAIN_WITH_FAULTS = osp.join(REPO, "tests", "helpers", "train_with_faults.py")
 
 
 def tiny_configs(combos: bool = False) -> list[str]:
-    """Every algorithm's ``configs/<algo>/tiny_cpu.py`` (relative to the repository root); with ``combos`` also
-    ``configs/combos/<name>/tiny_cpu.py``."""
-    pattern = osp.join(REPO, "configs", "**" if combos else "*", "tiny_cpu.py")
-    return sorted(osp.relpath(p, REPO) for p in glob.glob(pattern, recursive=True))
+    """Every algorithm's tiny CPU config in the catalogue (relative to the repository root); with ``combos`` also
+    every combo's."""
+    catalogue = load_catalogue(REPO)
+    return [osp.relpath(p, REPO) for p in catalogue.configs(scale="tiny", combos=combos)]
 
 
 def subprocess_env() -> dict[str, str]:

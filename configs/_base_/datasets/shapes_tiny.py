@@ -13,6 +13,7 @@ from mim_zoo.synthetic.shapes import make_shapes_dataset
 
 data_root = "data/generated/shapes32/"
 img_size = 32
+pipeline_impl = None  # one pipeline: the ImageNet pipelines (`pipelines`) of a paper config do not apply here
 # tools/train.py writes the dataset if it is missing (deterministic for these arguments).
 synthetic_data = [dict(type=make_shapes_dataset, root=data_root, num_train_per_class=200, num_val_per_class=50,
                        size=img_size, seed=0)]

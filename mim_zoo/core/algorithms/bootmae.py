@@ -5,9 +5,10 @@ Official code: https://github.com/LightDXY/BootMAE (MIT License), read at d604b1
 
 * Encoder: a plain ViT with fixed 2-D sin-cos positions in MoCo-v3 layout (``model.py:
   build_2d_sincos_position_embedding``), no layer-scale (blocks built with ``init_values=None``), q/v biases, LN eps
-  1e-6, BootMAE init (``model.py:__init__``) -> ``ViTEncoder(pos_embed="sincos", sincos_layout="mocov3",
-  init="bootmae")``. timm's fused qkv bias also has a key bias; it is equivalent because a key bias adds the same
-  ``q . b_k`` to every logit of a query and cancels in the softmax (the converter fills it with zeros).
+  1e-6, BootMAE init (``model.py:__init__``: :func:`init_bootmae_vit`, registered as ``ENCODER_INITS["bootmae"]``)
+  -> ``ViTEncoder(pos_embed="sincos", sincos_layout="mocov3", init="bootmae")``. timm's fused qkv bias also has a
+  key bias; it is equivalent because a key bias adds the same ``q . b_k`` to every logit of a query and cancels in
+  the softmax (the converter fills it with zeros).
 * Momentum encoder (``train.py``, timm ``ModelEma``, ``model.py:get_feature``): an EMA copy of the encoder sees the
   full unmasked image; the target is the last block's output *before* the final norm, compared after a
   parameter-free ``LayerNorm(eps=1e-6)`` on both sides -> ``mim_zoo.core.targets.MomentumTarget``. The momentum is set
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -50,13 +52,43 @@ from einops import rearrange
 from timm.layers import Mlp
 from torch import Tensor, nn
 
-from ..encoders.vit import init_bootmae_weights
+from ..contracts import DecoderProtocol, PixelTargetProtocol, PlainEncoderProtocol, check_plugin
 from ..losses import weighted_mse
-from ..registry import MODELS, build
+from ..registry import ENCODER_INITS, MODELS, build
 from ..tokens import gather_tokens, mask_to_indices, patchify, sincos_pos_embed_2d
 from .base import BaseMIM
 
 LayerNorm6 = partial(nn.LayerNorm, eps=1e-6)  # BootMAE's norm_layer
+
+
+def init_bootmae_weights(module: nn.Module) -> None:
+    """BootMAE's init of every Linear and LayerNorm below ``module`` (``model.py:
+    VisionTransformerForMaskedImageModeling.__init__``).
+
+    Xavier-uniform Linear weights, with a fused ``qkv`` projection treated as three separate matrices (bound
+    ``sqrt(6 / (out/3 + in))``), zero biases, LayerNorm 1/0. The official code first applies trunc-normal(0.02) to
+    every Linear, but this loop overwrites all of it.
+    """
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Linear):
+            for part in m.weight.chunk(3 if name.rsplit(".", 1)[-1] == "qkv" else 1):  # official: 'qkv' in name
+                nn.init.xavier_uniform_(part)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+@ENCODER_INITS.register_module("bootmae")
+def init_bootmae_vit(vit: nn.Module) -> None:
+    """BootMAE's encoder init on a timm ``VisionTransformer`` (``model.py:__init__``): :func:`init_bootmae_weights`,
+    the patch projection Xavier-uniform over ``(3*p*p, D)`` with a zero bias, class token N(0, 1e-6)."""
+    init_bootmae_weights(vit)
+    proj = vit.patch_embed.proj
+    nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
+    nn.init.zeros_(proj.bias)
+    nn.init.normal_(vit.cls_token, std=1e-6)
 
 
 def _attend(q: Tensor, k: Tensor, v: Tensor, num_heads: int) -> Tensor:
@@ -272,24 +304,34 @@ class BootMAE(BaseMIM):
     The feature loss is scaled by the loss weight ``"feature"`` (1 unless ``MIMScheduleHook`` sets it).
     """
 
+    encoder_protocol = PlainEncoderProtocol  # forward_visible with the block outputs the decoders cross-attend to
+    default_parts = MappingProxyType({
+        "masking": {"type": "BlockMasking"},
+        "pixel_target": {"type": "PixelTarget", "norm": "patch_channel"},
+        "feature_target": {"type": "MomentumTarget"},
+        "pixel_decoder": {"type": BootMAEPixelDecoder},
+        "feature_decoder": {"type": BootMAEFeatureDecoder},
+    })
+
     def __init__(self, encoder: nn.Module | dict, masking: dict | object = None,
                  pixel_target: nn.Module | dict | None = None, feature_target: nn.Module | dict | None = None,
                  pixel_decoder: nn.Module | dict | None = None, feature_decoder: nn.Module | dict | None = None,
                  center_weighting: bool = True, data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
-        super().__init__(encoder, masking or dict(type="BlockMasking"), data_preprocessor, init_cfg)
-        self.pixel_target = self.build_target(pixel_target or dict(type="PixelTarget", norm="patch_channel"))
-        if not hasattr(self.pixel_target, "to_pixels"):
-            raise TypeError(f"BootMAE's pixel_target must be a PixelTarget, got {type(self.pixel_target).__name__}")
-        self.feature_target = self.build_target(feature_target or dict(type="MomentumTarget"))
-        self.pixel_decoder = self._build_decoder(pixel_decoder, BootMAEPixelDecoder, self.pixel_target.dim)
-        self.feature_decoder = self._build_decoder(feature_decoder, BootMAEFeatureDecoder, self.feature_target.dim)
+        super().__init__(encoder, self.part_config("masking", masking), data_preprocessor, init_cfg)
+        self.pixel_target = self.build_target(self.part_config("pixel_target", pixel_target), PixelTargetProtocol,
+                                              "pixel_target")
+        self.feature_target = self.build_target(self.part_config("feature_target", feature_target),
+                                                slot="feature_target")
+        self.pixel_decoder = self._build_decoder("pixel_decoder", pixel_decoder, self.pixel_target.dim)
+        self.feature_decoder = self._build_decoder("feature_decoder", feature_decoder, self.feature_target.dim)
         self.center_weighting = center_weighting
 
-    def _build_decoder(self, cfg: nn.Module | dict | None, default: type, out_dim: int) -> nn.Module:
-        if not isinstance(cfg, nn.Module):
-            cfg = {"type": default, **(cfg or {})}
-        return build(MODELS, cfg, in_dim=self.encoder.embed_dim, grid_size=self.encoder.grid_size, out_dim=out_dim)
+    def _build_decoder(self, slot: str, cfg: nn.Module | dict | None, out_dim: int) -> nn.Module:
+        decoder = build(MODELS, self.part_config(slot, cfg), in_dim=self.encoder.embed_dim,
+                        grid_size=self.encoder.grid_size, out_dim=out_dim)
+        check_plugin(decoder, DecoderProtocol, f"{type(self).__name__}'s {slot}")
+        return decoder
 
     def encode(self, images: Tensor, mask: Tensor) -> tuple[Tensor, dict[int, Tensor], Tensor]:
         """Encode the visible patches.

@@ -9,7 +9,10 @@ Official code: https://github.com/facebookresearch/mae (CC BY-NC 4.0), read at e
   Linear to ``p*p*3``, class token dropped -> :class:`MAEDecoder`.
 * ``models_mae.py:forward_loss``: norm-pix MSE averaged over the masked patches -> ``PixelTarget("patch")`` +
   ``mim_zoo.core.losses.masked_mse``.
-* ``models_mae.py:initialize_weights``: Xavier-uniform Linear, N(0, .02) mask/class tokens, LN 1/0.
+* ``models_mae.py:initialize_weights``, ``_init_weights``: Xavier-uniform Linear (qkv as one matrix), zero biases,
+  LN 1/0, the patch projection Xavier-uniform as a matrix, N(0, .02) mask/class tokens -> :func:`init_mae_weights`
+  (every module of the algorithm) and :func:`init_mae_vit` (the encoder, registered as ``ENCODER_INITS["mae"]`` and
+  applied by ``ViTEncoder(init="mae")``).
 * ``models_mae.py:mae_vit_{base,large}_patch16_dec512d8b``: the sizes used by ``configs/mae``.
 
 Written anew against timm's public ViT; no code is copied.
@@ -18,18 +21,41 @@ Written anew against timm's public ViT; no code is copied.
 from __future__ import annotations
 
 from functools import partial
+from types import MappingProxyType
 
 import torch
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from ..encoders.vit import init_mae_weights
+from ..contracts import DecoderProtocol, PixelTargetProtocol, PlainEncoderProtocol, check_plugin
 from ..losses import masked_mse
-from ..registry import MODELS, build
+from ..registry import ENCODER_INITS, MODELS, build
 from ..tokens import gather_tokens, mask_to_indices, sincos_pos_embed_2d
 from .base import BaseMIM
 
 LayerNorm6 = partial(nn.LayerNorm, eps=1e-6)  # MAE's norm_layer
+
+
+def init_mae_weights(module: nn.Module) -> None:
+    """MAE's ``_init_weights``, applied per module: Xavier-uniform Linear weights (qkv as one matrix), zero biases,
+    LayerNorm 1/0."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+@ENCODER_INITS.register_module("mae")
+def init_mae_vit(vit: nn.Module) -> None:
+    """MAE's encoder init on a timm ``VisionTransformer``: :func:`init_mae_weights` everywhere, the patch projection
+    Xavier-uniform viewed as a ``[D, 3*p*p]`` matrix, class token N(0, 0.02). (Positions are the encoder's.)"""
+    vit.apply(init_mae_weights)
+    proj = vit.patch_embed.proj.weight
+    nn.init.xavier_uniform_(proj.view(proj.shape[0], -1))
+    nn.init.normal_(vit.cls_token, std=0.02)
 
 
 @MODELS.register_module()
@@ -93,14 +119,20 @@ class MAE(BaseMIM):
         data_preprocessor, init_cfg: mmengine's.
     """
 
+    encoder_protocol = PlainEncoderProtocol  # forward_visible: the visible tokens alone
+    default_parts = MappingProxyType({
+        "masking": {"type": "RandomMasking", "ratio": 0.75},
+        "target": {"type": "PixelTarget", "norm": "patch"},
+        "decoder": {"type": "MAEDecoder"},
+    })
+
     def __init__(self, encoder: nn.Module | dict, masking: dict | object = None, target: nn.Module | dict | None = None,
                  decoder: dict | None = None, data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
-        super().__init__(encoder, masking or dict(type="RandomMasking", ratio=0.75), data_preprocessor, init_cfg)
-        self.target = self.build_target(target or dict(type="PixelTarget", norm="patch"))
-        if not isinstance(decoder, nn.Module):
-            decoder = {"type": "MAEDecoder", **(decoder or {})}
-        self.decoder = build(MODELS, decoder, in_dim=self.encoder.embed_dim, grid_size=self.encoder.grid_size,
-                             out_dim=self.target.dim)
+        super().__init__(encoder, self.part_config("masking", masking), data_preprocessor, init_cfg)
+        self.target = self.build_target(self.part_config("target", target))
+        self.decoder = build(MODELS, self.part_config("decoder", decoder), in_dim=self.encoder.embed_dim,
+                             grid_size=self.encoder.grid_size, out_dim=self.target.dim)
+        check_plugin(self.decoder, DecoderProtocol, f"{type(self).__name__}'s decoder")
 
     def predict_tokens(self, images: Tensor, mask: Tensor) -> Tensor:
         """``[B, 3, H, W]``, ``[B, L]`` -> ``[B, L, D]`` decoder predictions for every token."""
@@ -118,6 +150,6 @@ class MAE(BaseMIM):
     def reconstruct(self, images: Tensor, mask: Tensor) -> dict[str, Tensor]:
         pred = self.predict_tokens(images, mask)
         out = {"mask": mask}
-        if hasattr(self.target, "to_pixels"):
+        if isinstance(self.target, PixelTargetProtocol):  # a feature target has no picture
             out["reconstruction"] = self.encoder.unpatchify(self.target.to_pixels(pred, images))
         return out

@@ -18,7 +18,9 @@ Ported details, all from Sense-X/MixMIM@2b2f5a9 ``models_mixmim.py``:
   predicted exactly once, by the stream where it was hidden; norm-pix target on 32x32 patches (mean and unbiased
   variance per patch, eps 1e-6); MSE averaged over all tokens -> :func:`unmix_predictions` + :func:`mixmae_loss`
   with ``PixelTarget(norm="patch")``.
-* ``MixMIM.initialize_weights``: Xavier-uniform Linear, LN 1/0, mask token trunc-normal(0.02).
+* ``MixMIM.initialize_weights``: Xavier-uniform Linear (``_init_weights``, MAE's), LN 1/0, relative-position tables
+  trunc-normal(0.02), mask token trunc-normal(0.02) -> :func:`init_mixmim_encoder` (registered as
+  ``ENCODER_INITS["mixmim"]``, applied by ``MixMIMEncoder(init="mixmim")``) and :class:`MixMAEDecoder`.
 
 Written anew; no code is copied.
 """
@@ -26,18 +28,33 @@ Written anew; no code is copied.
 from __future__ import annotations
 
 from functools import partial
+from types import MappingProxyType
 
 import torch
+from mmpretrain.models.utils import WindowMSA
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 from torch.nn.init import trunc_normal_
 
-from ..encoders.mixmim import MixMIMEncoder, upsample_mask
-from ..encoders.vit import init_mae_weights
+from ..contracts import HierarchicalEncoderProtocol, PixelTargetProtocol
+from ..encoders.mixmim import upsample_mask
 from ..losses import per_token_mse
-from ..registry import MODELS, build
+from ..registry import ENCODER_INITS, MODELS, build
 from ..tokens import sincos_pos_embed_2d
 from .base import BaseMIM
+from .mae import init_mae_weights
+
+
+@ENCODER_INITS.register_module("mixmim")
+def init_mixmim_encoder(mixmim: nn.Module) -> None:
+    """MixMIM's encoder init on mmpretrain's ``MixMIMTransformer`` (``MixMIM.initialize_weights``): MAE's
+    :func:`init_mae_weights` on every module (the official ``_init_weights`` is the same), the relative-position bias
+    tables of every window attention trunc-normal(0.02); the patch-embedding conv keeps PyTorch's default init.
+    (The fixed sin-cos positions are the encoder's.)"""
+    mixmim.apply(init_mae_weights)
+    for module in mixmim.modules():
+        if isinstance(module, WindowMSA):
+            trunc_normal_(module.relative_position_bias_table, std=0.02)
 
 
 def mix_tokens(x: Tensor, mask: Tensor) -> Tensor:
@@ -141,22 +158,23 @@ class MixMAE(BaseMIM):
         data_preprocessor, init_cfg: mmengine's.
     """
 
+    encoder_protocol = HierarchicalEncoderProtocol  # embed -> mix -> encode with same-source attention
+    default_parts = MappingProxyType({
+        "masking": {"type": "MixingMask", "ratio": 0.5},
+        "target": {"type": "PixelTarget", "norm": "patch"},
+        "decoder": {"type": MixMAEDecoder},
+    })
+
     def __init__(self, encoder: nn.Module | dict, masking: dict | object = None,
                  target: nn.Module | dict | None = None, decoder: dict | None = None,
                  data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
-        super().__init__(encoder, masking or dict(type="MixingMask", ratio=0.5), data_preprocessor, init_cfg)
-        if not all(hasattr(self.encoder, name) for name in ("embed", "encode", "stage_masks")):
-            raise TypeError(f"MixMAE needs a hierarchical encoder with embed/encode/stage_masks (e.g. "
-                            f"{MixMIMEncoder.__name__}), got {type(self.encoder).__name__}")
-        self.target = self.build_target(target or dict(type="PixelTarget", norm="patch"))
-        target_patch = getattr(self.target, "patch_size", self.encoder.patch_size)
-        if target_patch != self.encoder.patch_size:
-            raise ValueError(f"the target's patch size {target_patch} must equal the encoder's output stride "
-                             f"{self.encoder.patch_size} (one target patch per output token); leave it unset")
-        if not isinstance(decoder, nn.Module):
-            decoder = {"type": MixMAEDecoder, **(decoder or {})}
-        self.decoder = build(MODELS, decoder, in_dim=self.encoder.embed_dim, grid_size=self.encoder.grid_size,
-                             out_dim=self.target.dim)
+        super().__init__(encoder, self.part_config("masking", masking), data_preprocessor, init_cfg)
+        self.target = self.build_target(self.part_config("target", target))
+        if isinstance(self.target, PixelTargetProtocol) and self.target.patch_size != self.encoder.patch_size:
+            raise ValueError(f"the target's patch size {self.target.patch_size} must equal the encoder's output "
+                             f"stride {self.encoder.patch_size} (one target patch per output token); leave it unset")
+        self.decoder = build(MODELS, self.part_config("decoder", decoder), in_dim=self.encoder.embed_dim,
+                             grid_size=self.encoder.grid_size, out_dim=self.target.dim)
 
     def check_batch_size(self, batch_size: int) -> None:
         """Each image is mixed with its batch mirror, so the per-process batch must be even."""
@@ -207,7 +225,7 @@ class MixMAE(BaseMIM):
         """
         row = self.shared_mask(images, mask)
         out = {"mask": row.expand(images.shape[0], -1), "mixed": self.mix_images(images, row)}
-        if hasattr(self.target, "to_pixels"):
+        if isinstance(self.target, PixelTargetProtocol):
             pred = self.predict_tokens(images, row)  # [2B, L, D]
             batch = images.shape[0]
             to_image = self.encoder.unpatchify

@@ -45,12 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..encoders.vit import init_mae_weights
 from ..losses import masked_mse, per_token_mse
 from ..registry import MODELS
-from ..targets import TargetGenerator
 from ..tokens import gather_tokens, mask_to_indices
-from .mae import MAE
+from .mae import MAE, init_mae_weights
 
 MIMIC_LOSSES = ("mse", "smooth_l1", "cosine")
 TEACHER_DTYPES = (None, "float32", "bfloat16", "float16")
@@ -159,6 +157,8 @@ class MRMAE(MAE):
         data_preprocessor, init_cfg: mmengine's.
     """
 
+    mask_context_keys = ("attention",)  # the focus teacher's [CLS] attention (with focus_teacher set)
+
     def __init__(self, encoder: nn.Module | dict, teachers: dict[str, nn.Module | dict], masking: dict | object = None,
                  target: nn.Module | dict | None = None, decoder: dict | None = None, mimic_head: dict | None = None,
                  mimic_loss: str = "mse", loss_weights: dict[str, float] | None = None,
@@ -186,7 +186,7 @@ class MRMAE(MAE):
         self.set_loss_weights(**{**defaults, **(loss_weights or {})})
 
     def _check_focus(self) -> None:
-        needs_attention = "attention" in getattr(self.masking, "context_keys", ())
+        needs_attention = "attention" in self.masking.context_keys
         if needs_attention and self.focus_teacher is None:
             raise ValueError(f"{type(self.masking).__name__} draws the mask from teacher attention; set "
                              f"focus_teacher to one of {list(self.teachers)}")
@@ -200,33 +200,45 @@ class MRMAE(MAE):
             raise ValueError(f"focus_block {self.focus_block} does not run in teacher {self.focus_teacher!r}'s "
                              f"feature pass (it stops after block {teacher.block}); use a block <= that one")
 
-    def targets(self) -> list[TargetGenerator]:
+    def targets(self) -> list[nn.Module]:
         return [self.target, *self.teachers.values()]
 
     # --- the algorithm, top-down ---------------------------------------------------------------------------------
-    def resolve_mask(self, images: Tensor, mask: Tensor | None, data_samples: list | None = None,
-                     generator: torch.Generator | None = None) -> Tensor | None:
-        """As :meth:`BaseMIM.resolve_mask`, except that a focused mask (no explicit one) is drawn in :meth:`loss`,
-        after the teacher pass that yields the attention; ``None`` then stands for "draw it there"."""
-        explicit = mask is not None or bool(data_samples and "mask" in data_samples[0])
-        if self.focus_teacher is not None and not explicit:
-            return None
-        return super().resolve_mask(images, mask, data_samples, generator)
+    def mask_context(self, images: Tensor) -> dict[str, Tensor | dict[str, Tensor]]:
+        """With a focus teacher, the teachers' pass before the mask is drawn: ``attention [B, L]`` (the focus
+        teacher's [CLS] attention, for the mask generator) and ``teacher_features {name: [B, L, D_t]}``, which
+        :meth:`loss` reuses, so every teacher runs once per step. Without one: nothing (the loss runs the teachers).
+        """
+        if self.focus_teacher is None:
+            return {}
+        teacher_features, attention = self.teacher_features(images)
+        return {"attention": attention, "teacher_features": teacher_features}
 
-    def loss(self, images: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
-        """``images [B, 3, H, W]``, ``mask [B, L]`` (True = masked; ``None``: drawn after the teacher pass)."""
-        teacher_feats, attention = self.teacher_features(images)  # {name: [B, L, D_t]}, [B, L] or None
-        if mask is None:
-            mask = self.draw_mask(images, attention)
+    def loss(self, images: Tensor, mask: Tensor, teacher_features: dict[str, Tensor] | None = None,
+             attention: Tensor | None = None) -> dict[str, Tensor]:
+        """Reconstruction of the masked tokens and mimicking on the visible ones.
+
+        Args:
+            images: ``[B, 3, H, W]``.
+            mask: ``[B, L]``, True = masked.
+            teacher_features: ``{name: [B, L, D_t]}`` from :meth:`mask_context`; computed here when not given.
+            attention: ``[B, L]`` the focus teacher's [CLS] attention (:meth:`mask_context`); reported as
+                ``stat_focus_coverage``, the share of it on the visible tokens.
+        """
+        if teacher_features is None:
+            teacher_features = self.teacher_features(images)[0]
         keep_idx, _, restore_idx = mask_to_indices(mask)  # [B, K], [B, L]
         latent, block_feats = self.encoder.forward_visible(images, keep_idx, self.decoder.required_blocks)
         pred = self.decoder(latent, restore_idx, block_feats)  # [B, L, p*p*3]
         rec = masked_mse(self.target.normalize_prediction(pred), self.target(images, self.encoder), mask)
         losses = {"loss_rec": self.loss_weight("rec") * rec}
-        mimic = self.mimic_losses(latent[:, self.encoder.num_prefix_tokens:], teacher_feats, keep_idx)
+        mimic = self.mimic_losses(latent[:, self.encoder.num_prefix_tokens:], teacher_features, keep_idx)
         losses.update({f"loss_mimic_{name}": self.loss_weight(f"mimic_{name}") * value
                        for name, value in mimic.items()})
         losses["stat_mask_ratio"] = mask.float().mean().detach()
+        if attention is not None:
+            visible_share = (attention * ~mask).sum(dim=1) / attention.sum(dim=1)  # [B]
+            losses["stat_focus_coverage"] = visible_share.mean().detach()
         return losses
 
     def mimic_losses(self, visible: Tensor, teacher_feats: dict[str, Tensor], keep_idx: Tensor) -> dict[str, Tensor]:
@@ -266,14 +278,3 @@ class MRMAE(MAE):
         if self.teacher_dtype == "float32":
             return torch.autocast(device.type, enabled=False)
         return torch.autocast(device.type, dtype=getattr(torch, self.teacher_dtype))
-
-    def draw_mask(self, images: Tensor, attention: Tensor | None) -> Tensor:
-        """A fresh ``[B, L]`` mask; the focus attention, if any, goes to the generator's ``**context``."""
-        context = {} if attention is None else {"attention": attention}
-        return self.masking(images.shape[0], self.encoder.grid_size, device=images.device, **context)
-
-    @torch.no_grad()
-    def reconstruct(self, images: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
-        if mask is None:
-            mask = self.draw_mask(images, self.teacher_features(images)[1])
-        return super().reconstruct(images, mask)

@@ -25,6 +25,8 @@ from functools import partial
 from mmpretrain.engine.optimizers import LearningRateDecayOptimWrapperConstructor
 from torch import nn
 
+from ..contracts import LayerDepthProtocol
+
 
 def vit_layer_depth(param_name: str, num_blocks: int, prefix: str = "", blocks_attr: str = "layers",
                     stem: tuple[str, ...] = ("cls_token", "pos_embed", "mask_token", "patch_embed")) -> tuple[int, int]:
@@ -53,9 +55,9 @@ class BackboneLayerDecayOptimWrapperConstructor(LearningRateDecayOptimWrapperCon
 
     def add_params(self, params: list[dict], module: nn.Module, prefix: str = "",
                    get_layer_depth: Callable | None = None, **kwargs) -> None:
-        if get_layer_depth is None and not hasattr(module, "get_layer_depth"):
-            backbone = getattr(module, "backbone", None)
-            if backbone is None or not hasattr(backbone, "get_layer_depth"):
+        if get_layer_depth is None and not isinstance(module, LayerDepthProtocol):
+            backbone = dict(module.named_children()).get("backbone")
+            if not isinstance(backbone, LayerDepthProtocol):
                 raise TypeError(
                     f"layer-wise lr decay needs `get_layer_depth(name, prefix)` on {type(module).__name__}.backbone "
                     f"({type(backbone).__name__}); use a mim_zoo downstream backbone or another constructor"

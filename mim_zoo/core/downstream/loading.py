@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from ..checkpoints.layouts import Converted
 from ..checkpoints.read import CheckpointError, PretrainedEncoder, load_pretrained_encoder
+from ..contracts import EncoderProtocol
 from .pos_embed import square_grid
 
 
@@ -127,9 +128,8 @@ class PretrainedBackboneMixin(metaclass=ABCMeta):
 
 def pretrained_grid(pretrained: PretrainedEncoder, num_prefix_tokens: int = 1) -> tuple[int, int]:
     """The token grid a ViT encoder was pretrained at (from the adapter, else from the ``pos_embed`` length)."""
-    grid = getattr(pretrained.encoder, "grid_size", None)
-    if grid is not None:
-        return tuple(grid)
+    if isinstance(pretrained.encoder, EncoderProtocol):
+        return tuple(pretrained.encoder.grid_size)
     return square_grid(pretrained.state_dict["pos_embed"].shape[1] - num_prefix_tokens)
 
 

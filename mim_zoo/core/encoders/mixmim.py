@@ -22,7 +22,9 @@ Architecture (Sense-X/MixMIM@2b2f5a9 ``models_mixmim.py:MixMIM``, ``mixmim_base`
   batch), so the adapter passes it straight to their blocks; it only drives the stages itself to checkpoint
   blocks with ``use_reentrant=False``.
 * init (``MixMIM.initialize_weights``): Xavier-uniform Linear weights (qkv as one matrix), zero biases, LN 1/0,
-  relative-position tables trunc-normal(0.02), the patch-embedding conv left at PyTorch's default.
+  relative-position tables trunc-normal(0.02), the patch-embedding conv left at PyTorch's default: the MixMAE
+  algorithm's, registered as ``ENCODER_INITS["mixmim"]`` by :mod:`mim_zoo.core.algorithms.mixmae` and applied by
+  name (``init``), so this adapter imports no algorithm.
 
 Written anew; no code is copied from either repository.
 """
@@ -35,14 +37,11 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.models.backbones import MixMIMTransformer
-from mmpretrain.models.utils import WindowMSA
 from torch import Tensor, nn
-from torch.nn.init import trunc_normal_
 from torch.utils.checkpoint import checkpoint
 
-from ..registry import MODELS
+from ..registry import ENCODER_INITS, MODELS, registered_names
 from ..tokens import patchify, sincos_pos_embed_2d, unpatchify
-from .vit import init_mae_weights
 
 GridSize = tuple[int, int]
 
@@ -90,14 +89,20 @@ class MixMIMEncoder(BaseModule):
         window_size: attention window per stage (MixMIM W14: [14, 14, 14, 7]).
         drop_path_rate: stochastic depth (official pretraining: 0).
         grad_checkpointing: recompute block activations in backward to save memory.
+        init: a registered encoder init (``ENCODER_INITS``) for mmpretrain's ``MixMIMTransformer``; ``"mixmim"``
+            is the official one (registered by :mod:`mim_zoo.core.algorithms.mixmae`).
     """
 
     canonical = "mmpretrain"  # the exported state dict loads into mmpretrain's MixMIMTransformer
+    num_prefix_tokens = 0  # no class token: the output is the L patch tokens
 
     def __init__(self, arch: str | dict = "base", img_size: int = 224, patch_size: int = 4,
                  window_size: Sequence[int] = (14, 14, 14, 7), drop_path_rate: float = 0.0,
-                 grad_checkpointing: bool = False) -> None:
+                 grad_checkpointing: bool = False, init: str = "mixmim") -> None:
         super().__init__()
+        if ENCODER_INITS.get(init) is None:
+            raise ValueError(f"init must be a registered encoder init "
+                             f"({', '.join(map(repr, registered_names(ENCODER_INITS)))}), got {init!r}")
         depths = _arch_settings(arch)["depths"]
         if len(window_size) != len(depths):
             raise ValueError(f"window_size needs one entry per stage ({len(depths)}), got {list(window_size)}")
@@ -105,6 +110,7 @@ class MixMIMEncoder(BaseModule):
                                   window_size=list(window_size), drop_path_rate=drop_path_rate)
         self.mixmim = MixMIMTransformer(**self.mixmim_kwargs)
         self.grad_checkpointing = grad_checkpointing
+        self.init_scheme = init
         self._check_geometry(img_size, list(window_size))
         self.init_weights()
 
@@ -122,15 +128,13 @@ class MixMIMEncoder(BaseModule):
                 )
 
     def init_weights(self) -> None:
-        """The official initialisation (``MixMIM.initialize_weights``); run once by the constructor.
+        """The ``init`` scheme (the official ``MixMIM.initialize_weights`` by default) and the fixed sin-cos
+        positions; run once by the constructor.
 
         Marks the module initialised so that mmengine's ``Runner`` does not re-initialise it through
         ``BaseModule.init_weights`` (which would reach mmpretrain's own ``init_weights`` methods).
         """
-        self.mixmim.apply(init_mae_weights)
-        for module in self.mixmim.modules():
-            if isinstance(module, WindowMSA):
-                trunc_normal_(module.relative_position_bias_table, std=0.02)
+        ENCODER_INITS.get(self.init_scheme)(self.mixmim)
         pos = sincos_pos_embed_2d(self.mixmim.embed_dims, self.stage_grids[0], num_prefix_tokens=0)
         self.mixmim.absolute_pos_embed.data.copy_(pos)  # fixed: requires_grad=False in MixMIMTransformer
         self._is_init = True

@@ -1,13 +1,16 @@
 """Encoders: a thin adapter over timm's canonical ``VisionTransformer`` (STYLE R2, R3).
 
-The adapter owns nothing but the glue MIM needs: patchify, embed (patch tokens + positions), encode only the
-visible tokens, return chosen block outputs, and run the full image for momentum/teacher targets. Parameters live
-in the wrapped timm model (``self.vit``) under timm's own names, so :meth:`ViTEncoder.export_state_dict` is a plain timm
-state dict that ``timm.create_model(arch, num_classes=0)`` loads with no missing key.
+The adapter owns nothing but the glue MIM needs (the :class:`~mim_zoo.core.contracts.PlainEncoderProtocol`):
+patchify, embed (patch tokens + positions), encode only the visible tokens (MAE), encode every token with the
+masked ones replaced by a mask token (SimMIM), return chosen block outputs, and run the full image for
+momentum/teacher targets. Parameters live in the wrapped timm model (``self.vit``) under timm's own names, so
+:meth:`ViTEncoder.export_state_dict` is a plain timm state dict that ``timm.create_model(arch, num_classes=0)`` loads
+with no missing key.
 
-MAE details (facebookresearch/mae ``models_mae.py``, ``util/pos_embed.py``): fixed 2-D sin-cos positional
-embeddings with a zero row for the class token, ``requires_grad=False``; Xavier-uniform init of every Linear and of
-the patch projection viewed as a matrix, N(0, 0.02) class token, LayerNorm 1/0.
+Positions: fixed 2-D sin-cos tables (facebookresearch/mae ``util/pos_embed.py``, or BootMAE's MoCo-v3 layout) with a
+zero row for the class token, ``requires_grad=False``; or timm's learned ones. Weights: the initialisation of the
+paper named by ``init``, which the algorithm's module registers in ``ENCODER_INITS`` (MAE's in
+:mod:`mim_zoo.core.algorithms.mae`, BootMAE's in :mod:`mim_zoo.core.algorithms.bootmae`), or timm's own.
 """
 
 from __future__ import annotations
@@ -20,38 +23,8 @@ from mmengine.model import BaseModule, initialize
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..registry import MODELS
+from ..registry import ENCODER_INITS, MODELS, registered_names
 from ..tokens import gather_tokens, patchify, sincos_pos_embed_2d, unpatchify
-
-
-def init_mae_weights(module: nn.Module) -> None:
-    """MAE's ``_init_weights``: Xavier-uniform Linear weights (qkv as one matrix), zero biases, LayerNorm 1/0."""
-    if isinstance(module, nn.Linear):
-        nn.init.xavier_uniform_(module.weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
-def init_bootmae_weights(module: nn.Module) -> None:
-    """BootMAE's init of every Linear and LayerNorm below ``module`` (LightDXY/BootMAE@d604b18
-    ``models/modeling_pretrain_bootmae.py:VisionTransformerForMaskedImageModeling.__init__``).
-
-    Xavier-uniform Linear weights, with a fused ``qkv`` projection treated as three separate matrices (bound
-    ``sqrt(6 / (out/3 + in))``), zero biases, LayerNorm 1/0. The official code first applies trunc-normal(0.02) to
-    every Linear, but this loop overwrites all of it.
-    """
-    for name, m in module.named_modules():
-        if isinstance(m, nn.Linear):
-            for part in m.weight.chunk(3 if name.rsplit(".", 1)[-1] == "qkv" else 1):  # official: 'qkv' in name
-                nn.init.xavier_uniform_(part)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 @MODELS.register_module()
@@ -64,7 +37,9 @@ class ViTEncoder(BaseModule):
         pos_embed: ``"sincos"`` (fixed, MAE/BootMAE) or ``"learned"`` (timm's trainable default).
         sincos_layout: channel order of the sin-cos table, ``"mae"`` or ``"mocov3"`` (BootMAE); see
             :func:`sincos_pos_embed_2d`.
-        init: ``"mae"`` (Xavier as in MAE), ``"bootmae"`` (:meth:`_init_bootmae`) or ``"timm"`` (timm's own init).
+        init: the paper whose initialisation the encoder gets: a name in ``ENCODER_INITS`` (``"mae"``: MAE's
+            Xavier init, ``"bootmae"``: BootMAE's; each registered by its algorithm's module) or ``"timm"``
+            (timm's own init).
         grad_checkpointing: recompute block activations in backward to save memory (large models).
         **timm_kwargs: forwarded to ``timm.create_model`` (e.g. ``patch_size``, ``embed_dim``, ``depth``,
             ``num_heads`` for tiny test models, ``drop_path_rate``).
@@ -83,36 +58,21 @@ class ViTEncoder(BaseModule):
         super().__init__()
         if pos_embed not in ("sincos", "learned"):
             raise ValueError(f"pos_embed must be 'sincos' or 'learned', got {pos_embed!r}")
-        if init not in ("mae", "bootmae", "timm"):
-            raise ValueError(f"init must be 'mae', 'bootmae' or 'timm', got {init!r}")
+        init_fn = None if init == "timm" else ENCODER_INITS.get(init)
+        if init != "timm" and init_fn is None:
+            raise ValueError(f"init must be 'timm' or a registered encoder init "
+                             f"({', '.join(map(repr, registered_names(ENCODER_INITS)))}), got {init!r}")
         self.arch = arch
         self.timm_kwargs = dict(img_size=img_size, **timm_kwargs)
         self.vit = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="", **self.timm_kwargs)
         if self.vit.cls_token is None or self.vit.num_prefix_tokens != 1 or self.vit.no_embed_class:
             raise ValueError(f"{arch}: mim_zoo's ViT adapter expects one class token with its own position")
         self.grad_checkpointing = grad_checkpointing
-        if init == "mae":
-            self._init_mae()
-        elif init == "bootmae":
-            self._init_bootmae()
+        if init_fn is not None:
+            init_fn(self.vit)
         if pos_embed == "sincos":
             self.vit.pos_embed.data.copy_(sincos_pos_embed_2d(self.embed_dim, self.grid_size, layout=sincos_layout))
             self.vit.pos_embed.requires_grad_(False)
-
-    def _init_mae(self) -> None:
-        self.vit.apply(init_mae_weights)
-        proj = self.vit.patch_embed.proj.weight
-        nn.init.xavier_uniform_(proj.view(proj.shape[0], -1))
-        nn.init.normal_(self.vit.cls_token, std=0.02)
-
-    def _init_bootmae(self) -> None:
-        """LightDXY/BootMAE@d604b18 ``models/modeling_pretrain_bootmae.py``: :func:`init_bootmae_weights`, the patch
-        projection Xavier-uniform over ``(3*p*p, D)`` with a zero bias, class token N(0, 1e-6)."""
-        init_bootmae_weights(self.vit)
-        proj = self.vit.patch_embed.proj
-        nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
-        nn.init.zeros_(proj.bias)
-        nn.init.normal_(self.vit.cls_token, std=1e-6)
 
     def init_weights(self) -> None:
         """Keep the init done in ``__init__``.
@@ -173,16 +133,28 @@ class ViTEncoder(BaseModule):
                 f"{tuple(imgs.shape)}; set the data pipeline's crop size (and the encoder's img_size) to match"
             )
 
-    def embed(self, imgs: Tensor) -> Tensor:
-        """Patch tokens with positions, without prefix tokens: ``[B, 3, H, W] -> [B, L, D]``."""
+    def embed(self, imgs: Tensor, mask: Tensor | None = None, mask_token: Tensor | None = None) -> Tensor:
+        """Patch tokens with positions, without prefix tokens: ``[B, 3, H, W] -> [B, L, D]``.
+
+        With ``mask [B, L]`` (True = masked) the patch embeddings there are replaced by ``mask_token [1, 1, D]``
+        before the positions are added, so a mask token carries its position and nothing of the hidden pixels.
+        """
         self.check_input(imgs)
-        return self.vit.patch_embed(imgs) + self.vit.pos_embed[:, self.num_prefix_tokens :]
+        x = self.vit.patch_embed(imgs)  # [B, L, D]
+        if mask is not None:
+            if tuple(mask.shape) != tuple(x.shape[:2]):
+                raise ValueError(f"a token mask must be [B, L] = {list(x.shape[:2])}, got {list(mask.shape)}")
+            if mask_token is None:
+                raise ValueError(f"a token mask needs the mask_token [1, 1, {x.shape[-1]}] that replaces the tokens")
+            x = torch.where(mask.bool().unsqueeze(-1), mask_token.to(x.dtype), x)
+        return x + self.vit.pos_embed[:, self.num_prefix_tokens :]
 
     def _prepend_cls(self, x: Tensor) -> Tensor:
         cls = self.vit.cls_token + self.vit.pos_embed[:, : self.num_prefix_tokens]  # [1, 1, D]
         return self.vit.norm_pre(torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1))
 
-    def _run_blocks(self, x: Tensor, return_blocks: Sequence[int] = (), stop_at: int | None = None) -> tuple[Tensor, dict[int, Tensor]]:
+    def _run_blocks(self, x: Tensor, return_blocks: Sequence[int] = (),
+                    stop_at: int | None = None) -> tuple[Tensor, dict[int, Tensor]]:
         feats: dict[int, Tensor] = {}
         bad = [b for b in return_blocks if not -self.depth <= b < self.depth]
         if bad:
@@ -217,6 +189,21 @@ class ViTEncoder(BaseModule):
             x = gather_tokens(x, keep_idx)  # [B, K, D]
         x, feats = self._run_blocks(self._prepend_cls(x), return_blocks)
         return self.vit.norm(x), feats
+
+    def forward_masked(self, imgs: Tensor, mask: Tensor, mask_token: Tensor) -> Tensor:
+        """Encode every token, the masked ones as ``mask_token`` (SimMIM's encoder: microsoft/SimMIM
+        ``models/simmim.py:VisionTransformerForSimMIM.forward``, mask tokens written before positions are added).
+
+        Args:
+            imgs: ``[B, 3, H, W]``.
+            mask: ``[B, L]``, True = masked (any number per row).
+            mask_token: ``[1, 1, D]`` the learned token (the algorithm's parameter).
+
+        Returns:
+            ``[B, 1 + L, D]`` after the final norm, class token first; the pixels under the mask do not reach it.
+        """
+        x, _ = self._run_blocks(self._prepend_cls(self.embed(imgs, mask, mask_token)))
+        return self.vit.norm(x)
 
     def forward_full(self, imgs: Tensor, block: int = -1, norm: bool = False) -> Tensor:
         """All patch tokens of the unmasked image after ``block`` (momentum/teacher features).

@@ -8,7 +8,9 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from ...core.algorithms.base import BaseMIM
 from ...core.checkpoints.read import describe_state_dict_mismatch
+from ...core.contracts import EncoderProtocol
 from ..registry import HOOKS
 from ..reliability import RunAborted, rng_isolated
 
@@ -32,40 +34,50 @@ def _per_process_batches(dataloader: Any, world_size: int) -> set[int]:
 class PreflightHook(Hook):
     """Check, before the first iteration, what would otherwise fail in it (or worse, train wrongly).
 
-    * ``model.check_batch_size(n)`` (an optional method of the algorithm, e.g. MixMAE: ``n`` must be even) for every
-      per-process batch size the loader yields, including a last partial batch when ``drop_last=False``;
-    * one training sample (drawn without touching the training random streams) against the encoder's
-      ``check_input`` (image size the encoder was built for).
+    For a mim_zoo algorithm (a ``BaseMIM``; other models pass unchecked):
+
+    * ``model.check_batch_size(n)`` (e.g. MixMAE: ``n`` must be even) for every per-process batch size the loader
+      yields, including a last partial batch when ``drop_last=False``;
+    * one training sample (drawn without touching the training random streams, collated and preprocessed as in
+      training) against the encoder's ``check_input`` (``EncoderProtocol``: the image size the encoder was built
+      for).
     """
 
     priority = "VERY_HIGH"
 
     def before_train(self, runner: Any) -> None:
         model = _unwrap(runner.model)
+        if not isinstance(model, BaseMIM):
+            return
         loader = runner.train_dataloader
-        world = runner.world_size
-        check = getattr(model, "check_batch_size", None)
-        if check is not None:
-            for size in sorted(_per_process_batches(loader, world)):
-                try:
-                    check(size)
-                except ValueError as err:
-                    raise RunAborted(f"{type(model).__name__} cannot train on a per-process batch of {size} "
-                                     f"({world} process(es), train_dataloader.batch_size={loader.batch_size}, "
-                                     f"drop_last={loader.drop_last}): {err}") from err
-        encoder = getattr(model, "encoder", None)
-        if encoder is not None and hasattr(encoder, "check_input") and len(loader.dataset):
-            with rng_isolated():
-                sample = loader.dataset[0]["inputs"]
-            sample = sample[0] if isinstance(sample, (list, tuple)) else sample
+        self._check_batch_sizes(model, loader, runner.world_size)
+        if len(loader.dataset):
+            self._check_image_size(model, loader)
+
+    @staticmethod
+    def _check_batch_sizes(model: BaseMIM, loader: Any, world: int) -> None:
+        for size in sorted(_per_process_batches(loader, world)):
             try:
-                encoder.check_input(torch.zeros(1, *sample.shape))
+                model.check_batch_size(size)
             except ValueError as err:
-                patch = getattr(encoder, "patch_size", None)
-                hint = (f" (an encoder's image side must be a multiple of its patch size, {patch})"
-                        if patch and any(side % patch for side in sample.shape[-2:]) else "")
-                raise RunAborted(f"the training pipeline yields {tuple(sample.shape)} images, which the encoder "
-                                 f"cannot take: {err}{hint}") from err
+                raise RunAborted(f"{type(model).__name__} cannot train on a per-process batch of {size} "
+                                 f"({world} process(es), train_dataloader.batch_size={loader.batch_size}, "
+                                 f"drop_last={loader.drop_last}): {err}") from err
+
+    @staticmethod
+    def _check_image_size(model: BaseMIM, loader: Any) -> None:
+        with rng_isolated(), torch.no_grad():  # one sample as the model receives it (pipelines may decode late)
+            batch = model.data_preprocessor(loader.collate_fn([loader.dataset[0]]), False)["inputs"]
+        sample = (batch[0] if isinstance(batch, (list, tuple)) else batch)[0]
+        encoder: EncoderProtocol = model.encoder
+        try:
+            encoder.check_input(torch.zeros(1, *sample.shape))
+        except ValueError as err:
+            patch = encoder.patch_size
+            hint = (f" (an encoder's image side must be a multiple of its patch size, {patch})"
+                    if any(side % patch for side in sample.shape[-2:]) else "")
+            raise RunAborted(f"the training pipeline yields {tuple(sample.shape)} images, which the encoder "
+                             f"cannot take: {err}{hint}") from err
 
 
 class CheckpointMismatchError(RunAborted):

@@ -4,7 +4,9 @@ Official code: https://github.com/microsoft/SimMIM (MIT), ``models/simmim.py`` a
 details, written anew:
 
 * the encoder sees *all* tokens; masked patch embeddings are replaced by one learned mask token before the
-  positional embedding is added (``VisionTransformerForSimMIM.forward``);
+  positional embedding is added (``VisionTransformerForSimMIM.forward``): the encoder's public entry point
+  ``forward_masked(images, mask, mask_token)`` (``PlainEncoderProtocol`` in ``mim_zoo.core.contracts``), which runs
+  the encoder as its plain forward does (pre-norm, gradient checkpointing);
 * a one-layer prediction head maps every token back to its ``p*p*3`` pixels (the official 1x1 conv + PixelShuffle
   is this linear map followed by unpatchify);
 * the loss is L1 on raw (normalised-input) pixels of the masked patches, averaged over masked pixels and channels
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mim_zoo.core.algorithms.base import BaseMIM
+from mim_zoo.core.contracts import PlainEncoderProtocol
 from mim_zoo.core.masking import MaskGenerator
 from mim_zoo.registry import MASK_GENERATORS, MODELS
 
@@ -69,6 +72,8 @@ class SimMIM(BaseMIM):
         data_preprocessor, init_cfg: mmengine's.
     """
 
+    encoder_protocol = PlainEncoderProtocol  # forward_masked: every token, the masked ones as the mask token
+
     def __init__(self, encoder: nn.Module | dict, masking: dict | MaskGenerator | None = None,
                  data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(encoder, masking or dict(type="UnitMasking"), data_preprocessor, init_cfg)
@@ -79,18 +84,10 @@ class SimMIM(BaseMIM):
 
     def encode_with_mask_tokens(self, images: Tensor, mask: Tensor) -> Tensor:
         """``[B, 3, H, W], [B, L] -> [B, L, D]``: all tokens, masked ones replaced before positions are added."""
-        vit = self.encoder.vit
-        x = vit.patch_embed(images)  # [B, L, D]
-        w = mask.unsqueeze(-1).type_as(x)
-        x = x * (1 - w) + self.mask_token * w
-        x = x + vit.pos_embed[:, self.encoder.num_prefix_tokens :]
-        x = torch.cat([(vit.cls_token + vit.pos_embed[:, :1]).expand(len(x), -1, -1), x], dim=1)
-        for blk in vit.blocks:
-            x = blk(x)
-        return vit.norm(x)[:, self.encoder.num_prefix_tokens :]
+        latent = self.encoder.forward_masked(images, mask, self.mask_token)  # [B, 1 + L, D]
+        return latent[:, self.encoder.num_prefix_tokens :]
 
     def loss(self, images: Tensor, mask: Tensor) -> dict[str, Tensor]:
-        self.encoder.check_input(images)
         pred = self.head(self.encode_with_mask_tokens(images, mask))  # [B, L, p*p*3]
         target = self.encoder.patchify(images)  # raw (normalised-input) pixels
         l1 = F.l1_loss(pred, target, reduction="none").mean(dim=-1)  # [B, L], mean over pixels and channels
