@@ -62,11 +62,17 @@ class ResolvedRecipe:
     warmup_epochs: float | None  # None: param_scheduler given explicitly
     warmup_rule: str  # "" or how a short run's warm-up was scaled, "(40 x 10/800)"
     min_lr: float | None
-    official_batch: str  # the recipe's own launch, "8 x 512 = 4096"
+    stated_launch: tuple[int, int]  # the recipe's own (num_gpus, batch_per_gpu), as the config states them
 
     @property
     def total_batch(self) -> int:
         return self.world_size * self.batch_per_gpu * self.accumulative_counts
+
+    @property
+    def official_batch(self) -> str:
+        """``"8 x 512 = 4096"``: the batch the recipe was stated for."""
+        gpus, per_gpu = self.stated_launch
+        return f"{gpus} x {per_gpu} = {gpus * per_gpu}"
 
     def summary(self) -> str:
         """``recipe: 4 processes x 512 x 1 = batch 2048 (recipe: 8 x 512 = 4096); lr 1.5e-4 x 2048/256 = 1.2e-3;
@@ -74,8 +80,7 @@ class ResolvedRecipe:
         processes = "process" if self.world_size == 1 else "processes"
         batch = f"{self.world_size} {processes} x {self.batch_per_gpu} x {self.accumulative_counts} = batch " \
                 f"{self.total_batch}"
-        official = self.official_batch.rsplit("= ", 1)[-1]
-        if official != str(self.total_batch):
+        if self.stated_launch[0] * self.stated_launch[1] != self.total_batch:
             batch += f" (recipe: {self.official_batch})"
         if self.epochs is None:
             schedule = "train_cfg and param_scheduler as given"
@@ -88,7 +93,8 @@ class ResolvedRecipe:
 
     def record(self) -> dict[str, Any]:
         """Plain values for ``cfg.resolved_recipe`` (dumped beside the run; read back by the next resolution)."""
-        return {**asdict(self), "total_batch": self.total_batch, "summary": self.summary()}
+        return {**asdict(self), "total_batch": self.total_batch, "official_batch": self.official_batch,
+                "summary": self.summary()}
 
 
 def resolve_recipe(cfg: Config, overrides: Mapping[str, Any] | None = None,
@@ -109,6 +115,7 @@ def resolve_recipe(cfg: Config, overrides: Mapping[str, Any] | None = None,
     recipe = _recipe_dict(cfg.recipe)
     set_keys = set(_dotted_keys(overrides or {}))
     previous = cfg.get("resolved_recipe") or {}
+    stated = _stated_launch(recipe, set_keys, previous)
     _fold(cfg, "train_cfg.max_epochs", "epochs", recipe, set_keys, previous)
     _fold(cfg, "train_dataloader.batch_size", "batch_per_gpu", recipe, set_keys, previous)
     _fold_lr(cfg, recipe, set_keys, previous)
@@ -120,7 +127,8 @@ def resolve_recipe(cfg: Config, overrides: Mapping[str, Any] | None = None,
     if not by_epoch and not given_schedule:
         raise ValueError("train_cfg is iteration-based (max_iters) but the recipe's schedule is in epochs: give "
                          "param_scheduler as well (or param_scheduler=None)")
-    resolved = _derive(recipe, world_size or launched_world_size(), _accumulation(cfg), by_epoch, given_schedule)
+    resolved = _derive(recipe, world_size or launched_world_size(), _accumulation(cfg), by_epoch, given_schedule,
+                       stated)
     if given_schedule is False and resolved.min_lr >= resolved.lr:
         raise ValueError(f"recipe.min_lr={_num(resolved.min_lr)} is not below this run's lr {_num(resolved.lr)} "
                          f"({resolved.lr_rule}): the cosine would raise the lr; lower recipe.min_lr")
@@ -167,7 +175,8 @@ def schedule(epochs: int, warmup: float, min_lr: float) -> list[dict[str, Any]]:
 
 
 # --- helpers --------------------------------------------------------------------------------------------------------
-def _derive(recipe: dict, world: int, accumulation: int, by_epoch: bool, given_schedule: bool) -> ResolvedRecipe:
+def _derive(recipe: dict, world: int, accumulation: int, by_epoch: bool, given_schedule: bool,
+            stated: tuple[int, int]) -> ResolvedRecipe:
     total = world * recipe["batch_per_gpu"] * accumulation
     if recipe["lr_scaling"] == "linear":
         lr = recipe["base_lr"] * total / LR_REFERENCE_BATCH
@@ -179,10 +188,9 @@ def _derive(recipe: dict, world: int, accumulation: int, by_epoch: bool, given_s
         warmup, min_lr = warmup_length(epochs, recipe["warmup_epochs"], recipe["full_warmup_from"]), recipe["min_lr"]
         if epochs < recipe["full_warmup_from"]:
             warmup_rule = f"({_num(recipe['warmup_epochs'])} x {epochs}/{_num(recipe['full_warmup_from'])})"
-    official = f"{recipe['num_gpus']} x {recipe['batch_per_gpu']} = {recipe['num_gpus'] * recipe['batch_per_gpu']}"
     return ResolvedRecipe(world_size=world, batch_per_gpu=recipe["batch_per_gpu"], accumulative_counts=accumulation,
                           lr=lr, lr_rule=lr_rule, epochs=epochs, warmup_epochs=warmup, warmup_rule=warmup_rule,
-                          min_lr=min_lr, official_batch=official)
+                          min_lr=min_lr, stated_launch=stated)
 
 
 def _write(cfg: Config, recipe: dict, resolved: ResolvedRecipe) -> None:
@@ -195,6 +203,14 @@ def _write(cfg: Config, recipe: dict, resolved: ResolvedRecipe) -> None:
     if resolved.epochs is not None:
         cfg.train_cfg.max_epochs = resolved.epochs
     cfg.resolved_recipe = resolved.record()
+
+
+def _stated_launch(recipe: dict, set_keys: set[str], previous: Mapping) -> tuple[int, int]:
+    """The recipe's own launch, before an alias (``train_dataloader.batch_size``) folds into it: kept from an earlier
+    resolution of the same config unless these overrides set the recipe's launch keys."""
+    if previous.get("stated_launch") and not set_keys & {"recipe", "recipe.num_gpus", "recipe.batch_per_gpu"}:
+        return tuple(previous["stated_launch"])
+    return recipe.get("num_gpus"), recipe.get("batch_per_gpu")
 
 
 def _fold(cfg: Config, path: str, key: str, recipe: dict, set_keys: set[str], previous: Mapping) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,19 @@ def _local_bases(path: Path) -> list[Path]:
             return chain
         path = path.parent / name.removeprefix("./")
         chain.append(path)
+
+
+def test_a_launch_that_changes_the_batch_of_a_benchmark_config_is_warned_about(monkeypatch):
+    """Benchmark configs (no recipe) compute their lr in the file for num_gpus x batch_per_gpu: a launch with another
+    world size is told so (the pretraining configs instead resolve their recipe for the launch, without a warning)."""
+    from mim_zoo.engine.config import prepare_config
+
+    path = "configs/benchmarks/imagenet/linear_vit_tiny_cpu.py"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepare_config(Config.fromfile(path))  # launched as written: 1 process x 32
+    assert not [w for w in caught if "learning rate" in str(w.message)]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.warns(UserWarning, match=r"total batch of 32 \(1 GPUs x 32\), but this run has 2 process\(es\) x "
+                                         r"32 = 64"):
+        prepare_config(Config.fromfile(path))
