@@ -228,7 +228,7 @@ class RecordLr(Hook):
 
 def test_a_real_run_follows_the_resolved_schedule_and_saves_the_derived_numbers(tmp_path):
     """tools/train.py's path (load_config + prepare_config + Runner) on the tiny MAE: 3 epochs of 5 iterations with
-    ``train_cfg.max_epochs=3``: the lr of every iteration is MAE's formula, and WORK_DIR/tiny_cpu.py shows the recipe."""
+    ``train_cfg.max_epochs=3``: the lr of every iteration is MAE's formula; WORK_DIR/tiny_cpu.py shows the recipe."""
     options = {"train_cfg.max_epochs": 3, "default_hooks.reconstruction_vis": None, "default_hooks.loss_curve": None,
                "default_hooks.checkpoint.interval": 3}
     with single_thread():
