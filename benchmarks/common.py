@@ -50,11 +50,14 @@ def parse_assignments(items: Sequence[str], what: str) -> dict[str, str]:
 
 
 def load_config(path: str | os.PathLike, options: dict[str, Any] | None = None) -> Config:
-    """A config as ``tools/train.py`` reads it, with ``options`` (``{"model.masking.ratio": 0.6}``) set.
+    """A config as ``tools/train.py`` reads it, with ``options`` (``{"model.masking.ratio": 0.6}``) set and the recipe
+    resolved for them (:mod:`mim_zoo.engine.recipe`: batch, lr, schedule and loop from ``recipe`` and the world size).
 
     Unlike ``--cfg-options``, a dict value *replaces* the entry (``{"model.masking": dict(type=...)}`` swaps the
     mask generator instead of merging its arguments into the old one's).
     """
+    from mim_zoo.engine.recipe import resolve_recipe
+
     if not Path(path).is_file():
         raise FileNotFoundError(f"config {str(path)!r} does not exist")
     cfg = Config.fromfile(str(path))
@@ -66,6 +69,7 @@ def load_config(path: str | os.PathLike, options: dict[str, Any] | None = None) 
                 raise KeyError(f"option {key!r}: {path} has no entry {part!r}")
             node = node[part]
         node[leaf] = value
+    resolve_recipe(cfg, overrides=options)
     return cfg
 
 

@@ -90,17 +90,16 @@ def study_config(config: Path, options: dict[str, Any], study: Study, seed: int,
     """The method's tiny config with the study's shared training settings imposed (types by registered name, so
     the Runner can dump the config)."""
     cfg = load_config(config, options)
-    cfg.batch_size = cfg.batch_per_gpu = study.batch_size
-    cfg.train_dataloader.batch_size = study.batch_size
+    # one process x the study's batch, its lr as given (not scaled), its epochs; prepare_config derives the rest
+    cfg.recipe.update(batch_per_gpu=study.batch_size, base_lr=study.lr, lr_scaling="none", epochs=study.epochs)
     cfg.train_dataloader.dataset.pop("indices", None)
     if study.train_limit:
         cfg.train_dataloader.dataset.indices = study.train_limit
-    cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=study.epochs)
-    cfg.optim_wrapper.optimizer.update(lr=study.lr, weight_decay=study.weight_decay, betas=(0.9, 0.95))
+    cfg.optim_wrapper.optimizer.update(weight_decay=study.weight_decay, betas=(0.9, 0.95))
     if "AdamW" in str(cfg.optim_wrapper.optimizer.type):
         cfg.optim_wrapper.optimizer.fused = True  # same update, one pass over each tensor
     warmup = min(study.warmup_epochs, study.epochs)
-    cfg.param_scheduler = [
+    cfg.param_scheduler = [  # the study's own schedule shape (warm-up from 1e-3 of the lr), the same for every method
         dict(type="LinearLR", start_factor=1e-3, by_epoch=True, begin=0, end=warmup, convert_to_iter_based=True),
         dict(type="CosineAnnealingLR", eta_min=0.0, by_epoch=True, begin=warmup, end=max(study.epochs, warmup + 1),
              convert_to_iter_based=True),

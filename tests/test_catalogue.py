@@ -12,6 +12,7 @@ import pytest
 from mmengine.config import Config
 
 from mim_zoo.engine.catalogue import CatalogueError, load_catalogue, readme_section
+from mim_zoo.engine.recipe import resolve_recipe
 from mim_zoo.registry import MODELS
 
 from .conftest import CATALOGUE, REPO, registered_algorithms
@@ -47,8 +48,8 @@ def test_metafile_agrees_with_the_config(model):
     collection = CATALOGUE.collection(model.collection)
     assert config_class(cfg.model.type).__name__ == collection.algorithm
     assert config_class(cfg.model.encoder.type).canonical == collection.layout
-    assert cfg.train_cfg.max_epochs == model.epochs
-    assert cfg.num_gpus * cfg.train_dataloader.batch_size == model.batch_size
+    official = resolve_recipe(cfg, world_size=cfg.recipe.num_gpus)  # the recipe at the paper's own launch
+    assert cfg.train_cfg.max_epochs == model.epochs and official.total_batch == model.batch_size
     assert ("strategy" in cfg) == (model.strategy is not None)
 
 

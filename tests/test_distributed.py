@@ -125,7 +125,8 @@ def test_dist_train_script_trains_on_two_processes(tmp_path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:]
     assert "Distributed training: True" in result.stdout
-    assert "Epoch(train) [1][4/4]" in result.stdout  # 64 images / (2 processes x 8) = 4 iterations
+    assert "Epoch(train) [1][5/5]" in result.stdout  # 80 images (8 per class) / (2 processes x 8) = 5 iterations
+    assert "recipe: 2 processes x 8 x 1 = batch 16; lr 1.5e-4 x 16/256 = 9.375e-6" in result.stdout
     checkpoint = load_checkpoint(osp.join(work_dir, "epoch_1.pth"))
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
     states = checkpoint["rng_state"]

@@ -48,7 +48,7 @@ def test_ema_steps_once_per_optimizer_update(accumulation, tmp_path):
     recorder = WeightRecorder()
     options = {"train_cfg.max_epochs": 1, "train_dataloader.dataset.indices": 4 * 16, "param_scheduler": [],
                "optim_wrapper.optimizer.lr": 1e-3, "optim_wrapper.accumulative_counts": accumulation,
-               "custom_hooks": [dict(type="MIMScheduleHook", momentum=dict(type="constant", value=MOMENTUM))],
+               "default_hooks.mim_schedule.momentum": dict(_delete_=True, type="constant", value=MOMENTUM),
                "default_hooks.checkpoint": None, "default_hooks.reconstruction_vis": None}
     runner = build_runner(CONFIG, str(tmp_path), options)
     runner.register_hook(recorder)

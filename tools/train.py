@@ -6,7 +6,9 @@
 
 Logs (progress, ETA, losses, lr) go to the console, to ``WORK_DIR/<timestamp>/<timestamp>.log`` and to TensorBoard
 (``WORK_DIR/<timestamp>/vis_data``); the resolved config is saved as ``WORK_DIR/<config name>.py`` and checkpoints
-as ``WORK_DIR/epoch_N.pth`` (plus ``last_checkpoint``).
+as ``WORK_DIR/epoch_N.pth`` (plus ``last_checkpoint``). A pretraining config's ``recipe`` (batch per GPU, lr rule,
+epochs, warm-up) is resolved after ``--cfg-options`` and for the processes launched, and summarised in one log line
+(``mim_zoo/engine/recipe.py``): ``--cfg-options recipe.epochs=10`` (or ``train_cfg.max_epochs=10``) is a 10-epoch run.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
 import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mim_zoo  # noqa: E402,F401  (registers the plugins, applies the compatibility fixes)
+from mim_zoo.engine.config import load_config, prepare_config  # noqa: E402
 from mim_zoo.engine.reliability import RunAborted  # noqa: E402
-from mim_zoo.engine.config import prepare_config  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="resume from CKPT, or with no value from the latest checkpoint in the work dir")
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision (needs a CUDA device)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
-                        help="override config entries, e.g. train_cfg.max_epochs=10 model.masking.ratio=0.6")
+                        help="override config entries, e.g. recipe.epochs=10 model.masking.ratio=0.6 (batch, lr, "
+                             "schedule and epochs follow from the recipe: configs/*/ and mim_zoo/engine/recipe.py)")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
     args = parser.parse_args(argv)
@@ -48,12 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if not osp.isfile(args.config):
         sys.exit(f"error: config file {args.config!r} does not exist (configs live under configs/<algorithm>/)")
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join(
-        "work_dirs", osp.splitext(osp.relpath(args.config, "configs"))[0].replace(os.sep, "_"))
     try:
+        cfg = load_config(args.config, args.cfg_options)  # a pretraining recipe is resolved after the overrides
+        cfg.launcher = args.launcher
+        cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join(
+            "work_dirs", osp.splitext(osp.relpath(args.config, "configs"))[0].replace(os.sep, "_"))
         prepare_config(cfg, amp=args.amp, resume=args.resume)
         runner_type = cfg.get("runner_type", Runner)  # FlexibleRunner for the FSDP / DeepSpeed configs
         runner = (RUNNERS.get(runner_type) if isinstance(runner_type, str) else runner_type).from_cfg(cfg)

@@ -6,37 +6,27 @@
 # ARE decayed); RandomResizedCrop(0.2-1, bicubic) + flip; mean = std = 127.5 (Inception mean/std on [0, 1]).
 # Masking 120 in blocks + random to 147; centre-weighted losses (--weight_mask); feature weight ramped to 1 over the
 # first 25% of the epochs (--feature_weight 1); EMA 0.999 -> 0.9999 (epoch 100) -> 0.99999 (epoch 400)
-# (--model_ema_decay 0.999 --model_ema_dynamic, utils.py:adjust_ema_momentum), set per epoch.
+# (--model_ema_decay 0.999 --model_ema_dynamic, utils.py:adjust_ema_momentum), set per epoch; a run of another length
+# stretches the breakpoints with it (100/800 and 400/800 of the run).
 # The official script passes --epochs 801 (an 801-epoch cosine and ramp; fine-tuning takes checkpoint-799, i.e. after
 # 800 epochs); we train 800 epochs on an 800-epoch schedule: the last lr differs from 1e-4 by < 1e-9.
 from mmengine.config import read_base
-from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
-from mmengine.runner import EpochBasedTrainLoop
-from torch.optim import AdamW
 
 from mim_zoo.core.algorithms import BootMAE
 from mim_zoo.core.encoders import ViTEncoder
-from mim_zoo.engine.hooks import MIMScheduleHook
 from mim_zoo.core.masking import BlockMasking
-from mim_zoo.engine.optim import MIMOptimWrapperConstructor
 from mim_zoo.core.targets import MomentumTarget, PixelTarget
+from mim_zoo.engine.hooks import MIMScheduleHook
 
 with read_base():
     from .._base_.datasets.imagenet_pretrain import *
     from .._base_.default_runtime import *
+    from .._base_.schedules.mim_pretrain import *
 
-num_gpus = 8
-batch_per_gpu = 256
-batch_size = num_gpus * batch_per_gpu  # 2048; tools/train.py checks it against the launched world size
-base_lr = 1.5e-4
-lr = base_lr * batch_size / 256
-min_lr = 1e-4
-max_epochs = 800
-warmup_epochs = 40
-
-train_dataloader.batch_size = batch_per_gpu
-data_preprocessor.mean = [127.5, 127.5, 127.5]
-data_preprocessor.std = [127.5, 127.5, 127.5]
+# 40 warm-up epochs in the official (only) 800-epoch run; a shorter run warms up for 1/20 of its length.
+recipe = dict(num_gpus=8, batch_per_gpu=256, base_lr=1.5e-4, lr_scaling="linear", epochs=800, warmup_epochs=40,
+              full_warmup_from=800, min_lr=1e-4)
+data_preprocessor.update(mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5])
 
 model = dict(
     type=BootMAE,
@@ -52,25 +42,11 @@ model = dict(
     feature_decoder=dict(embed_dim=None, depth=2, num_heads=12, context_block=-1, head="linear"),
     center_weighting=True,
 )
-
-optim_wrapper = dict(
-    constructor=MIMOptimWrapperConstructor,  # leaves the frozen target generators out, in one log line
-    type=OptimWrapper,  # `tools/train.py --amp` switches to mmengine's AmpOptimWrapper (the official runs use AMP)
-    optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05, fused=True),  # fused: same update, one pass
-    paramwise_cfg=dict(flat_decay_mult=0.0, bias_decay_mult=0.0, custom_keys={"cls_token": dict(decay_mult=0.0)}),
+optim_wrapper.paramwise_cfg = dict(flat_decay_mult=0.0, bias_decay_mult=0.0,
+                                   custom_keys={"cls_token": dict(decay_mult=0.0)})
+default_hooks.mim_schedule = dict(  # a named default hook: vitl_800e.py and the tiny config edit it by name
+    type=MIMScheduleHook,
+    momentum=dict(type="scaled_piecewise_linear", points=[(0, 0.999), (100, 0.9999), (400, 0.99999)],
+                  reference_epochs=800),
+    loss_weights=dict(feature=dict(type="linear_warmup", fraction=0.25, final=1.0)),
 )
-param_scheduler = [
-    dict(type=LinearLR, start_factor=1e-8, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
-    dict(type=CosineAnnealingLR, eta_min=min_lr, by_epoch=True, begin=warmup_epochs, end=max_epochs,
-         convert_to_iter_based=True),
-]
-train_cfg = dict(type=EpochBasedTrainLoop, max_epochs=max_epochs)
-
-ema_points = [(0, 0.999), (100, 0.9999), (400, 0.99999)]  # large: [(0, 0.999), (100, 0.9999)]
-custom_hooks = [
-    dict(
-        type=MIMScheduleHook,
-        momentum=dict(type="piecewise_linear", points=ema_points),
-        loss_weights=dict(feature=dict(type="linear_warmup", fraction=0.25, final=1.0)),
-    )
-]

@@ -4,6 +4,4 @@ from mmengine.config import read_base
 with read_base():
     from .vitb_800e import *
 
-max_epochs = 1600
-train_cfg.max_epochs = max_epochs
-param_scheduler[1].end = max_epochs
+recipe.epochs = 1600

@@ -2,30 +2,23 @@
 # models_mae.py:mae_vit_base_patch16_dec512d8b). Batch 4096 = 8 GPUs x 512; lr = blr * batch / 256 with blr 1.5e-4;
 # AdamW(0.9, 0.95), wd 0.05 (none on 1-D parameters and biases, as timm's add_weight_decay); 40 warm-up epochs from
 # zero, then half-cycle cosine to 0 (per iteration); RandomResizedCrop(0.2-1) + flip; norm-pix loss, mask ratio 0.75.
+# The recipe is resolved at launch (mim_zoo/engine/recipe.py): on 4 GPUs the batch is 2048 and the lr 1.2e-3, and
+# `--cfg-options recipe.epochs=10` (or train_cfg.max_epochs=10) gives a 10-epoch schedule.
 from mmengine.config import read_base
-from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
-from mmengine.runner import EpochBasedTrainLoop
-from torch.optim import AdamW
 
 from mim_zoo.core.algorithms import MAE
 from mim_zoo.core.encoders import ViTEncoder
 from mim_zoo.core.masking import RandomMasking
-from mim_zoo.engine.optim import MIMOptimWrapperConstructor
 from mim_zoo.core.targets import PixelTarget
 
 with read_base():
     from .._base_.datasets.imagenet_pretrain import *
     from .._base_.default_runtime import *
+    from .._base_.schedules.mim_pretrain import *
 
-num_gpus = 8
-batch_per_gpu = 512
-batch_size = num_gpus * batch_per_gpu  # 4096; tools/train.py checks it against the launched world size
-base_lr = 1.5e-4
-lr = base_lr * batch_size / 256
-max_epochs = 800
-warmup_epochs = 40
-
-train_dataloader.batch_size = batch_per_gpu
+# The 40 warm-up epochs of the official 800- and 1600-epoch runs; a shorter run warms up for 1/20 of its length.
+recipe = dict(num_gpus=8, batch_per_gpu=512, base_lr=1.5e-4, lr_scaling="linear", epochs=800, warmup_epochs=40,
+              full_warmup_from=800, min_lr=0.0)
 
 model = dict(
     type=MAE,
@@ -35,16 +28,3 @@ model = dict(
     target=dict(type=PixelTarget, norm="patch"),
     decoder=dict(embed_dim=512, depth=8, num_heads=16),
 )
-
-optim_wrapper = dict(
-    constructor=MIMOptimWrapperConstructor,  # leaves the frozen target generators out, in one log line
-    type=OptimWrapper,  # `tools/train.py --amp` switches to mmengine's AmpOptimWrapper (the official runs use AMP)
-    optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05, fused=True),  # fused: same update, one pass
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
-)
-param_scheduler = [
-    dict(type=LinearLR, start_factor=1e-8, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
-    dict(type=CosineAnnealingLR, eta_min=0.0, by_epoch=True, begin=warmup_epochs, end=max_epochs,
-         convert_to_iter_based=True),
-]
-train_cfg = dict(type=EpochBasedTrainLoop, max_epochs=max_epochs)

@@ -5,10 +5,5 @@ from mmengine.config import read_base
 with read_base():
     from .vitb_800e import *
 
-num_gpus = 64
-batch_per_gpu = 64
-batch_size = num_gpus * batch_per_gpu
-lr = base_lr * batch_size / 256
-train_dataloader.batch_size = batch_per_gpu
-optim_wrapper.optimizer.lr = lr
+recipe.update(num_gpus=64, batch_per_gpu=64)
 model.encoder.arch = "vit_large_patch16_224"

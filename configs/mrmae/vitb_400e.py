@@ -8,29 +8,24 @@
 #   data/teachers/ViT-B-16.pt                 OpenAI CLIP ViT-B/16, the original TorchScript archive
 #   data/teachers/dino_vitbase16_pretrain.pth DINO ViT-B/16 backbone
 from mmengine.config import read_base
-from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
-from mmengine.runner import EpochBasedTrainLoop
-from torch.optim import AdamW
 
 from mim_zoo.core.algorithms import MRMAE
 from mim_zoo.core.encoders import ViTEncoder
 from mim_zoo.core.masking import RandomMasking
-from mim_zoo.engine.optim import MIMOptimWrapperConstructor
 from mim_zoo.core.targets import PixelTarget, TeacherTarget
 
 with read_base():
     from .._base_.datasets.imagenet_pretrain import *
     from .._base_.default_runtime import *
+    from .._base_.schedules.mim_pretrain import *  # [MAE] AdamW(0.9, 0.95), wd 0.05, none on norms and biases
 
-num_gpus = 8
-batch_per_gpu = 512
-batch_size = num_gpus * batch_per_gpu  # 4096 [MAE; chosen: the paper's batch is not public]
-base_lr = 1.5e-4  # [MAE]
-lr = base_lr * batch_size / 256  # [MAE] linear scaling rule
-max_epochs = 400  # [abstract] "pre-trained for only 400 epochs"
-warmup_epochs = 40  # [MAE]
-
-train_dataloader.batch_size = batch_per_gpu
+recipe = dict(
+    num_gpus=8, batch_per_gpu=512,  # 4096 [MAE; chosen: the paper's batch is not public]
+    base_lr=1.5e-4, lr_scaling="linear",  # [MAE] lr = base_lr * batch / 256
+    epochs=400,  # [abstract] "pre-trained for only 400 epochs"
+    warmup_epochs=40, min_lr=0.0,  # [MAE] 40 warm-up epochs, half-cycle cosine to 0
+    full_warmup_from=400,  # [chosen] a shorter run warms up for 1/10 of its length
+)
 
 teacher_root = "data/teachers/"
 CLIP_URL = ("https://openaipublic.azureedge.net/clip/models/"
@@ -69,15 +64,3 @@ model = dict(
     teacher_dtype=None,  # [chosen] follow --amp; "bfloat16" runs the teachers under bf16 autocast (cheaper)
 )
 
-optim_wrapper = dict(
-    constructor=MIMOptimWrapperConstructor,  # leaves the frozen target generators out, in one log line
-    type=OptimWrapper,  # `tools/train.py --amp` switches to mmengine's AmpOptimWrapper
-    optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.95), weight_decay=0.05, fused=True),  # [MAE]; fused: one pass
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),  # [MAE] no decay on norms and biases
-)
-param_scheduler = [  # [MAE] linear warm-up, then half-cycle cosine to 0, per iteration
-    dict(type=LinearLR, start_factor=1e-8, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
-    dict(type=CosineAnnealingLR, eta_min=0.0, by_epoch=True, begin=warmup_epochs, end=max_epochs,
-         convert_to_iter_based=True),
-]
-train_cfg = dict(type=EpochBasedTrainLoop, max_epochs=max_epochs)

@@ -28,6 +28,7 @@ from mim_zoo.core.losses import weighted_mse
 from mim_zoo.core.masking import BlockMasking
 from mim_zoo.core.schedules import evaluate
 from mim_zoo.core.tokens import mask_to_indices, patchify, unpatchify
+from mim_zoo.engine.config import load_config
 from mim_zoo.registry import MODELS, build
 
 from ..helpers.official import bootmae_sincos, bootmae_state_dict
@@ -93,7 +94,7 @@ def test_momentum_target_is_the_last_block_before_the_final_norm_with_parameter_
 
 
 def _hook_schedules(config: str) -> tuple[dict, dict]:
-    hook = Config.fromfile(str(CONFIGS / config)).custom_hooks[0]
+    hook = Config.fromfile(str(CONFIGS / config)).default_hooks.mim_schedule
     return hook["momentum"], hook["loss_weights"]["feature"]
 
 
@@ -120,7 +121,7 @@ def test_weight_decay_follows_the_official_no_decay_set():
     from mmengine.optim import build_optim_wrapper
 
     model = tiny_model()
-    wrapper = build_optim_wrapper(model, Config.fromfile(str(CONFIGS / "vitb_800e.py")).optim_wrapper)
+    wrapper = build_optim_wrapper(model, load_config(CONFIGS / "vitb_800e.py").optim_wrapper)
     decay = {id(p): group["weight_decay"] for group in wrapper.optimizer.param_groups for p in group["params"]}
     for name, param in model.named_parameters():
         if not param.requires_grad:

@@ -20,6 +20,8 @@ from mim_zoo.core.encoders import mixmim as mixmim_encoder
 from mim_zoo.core.encoders.mixmim import MixMIMEncoder
 from mim_zoo.core.masking import MixingMask
 from mim_zoo.core.tokens import sincos_pos_embed_2d
+from mim_zoo.engine.config import load_config
+from mim_zoo.engine.recipe import resolve_recipe
 from mim_zoo.registry import MODELS
 
 from ..helpers.official import mixmim_state_dict
@@ -371,7 +373,7 @@ def test_converter_rejects_foreign_files() -> None:
 # --- configs and training ----------------------------------------------------------------------------------------
 def test_no_weight_decay_set_is_official() -> None:
     """timm add_weight_decay (official): no decay on 1-D parameters and biases; everything else (mask token too)."""
-    cfg = Config.fromfile(TINY_CONFIG)
+    cfg = load_config(TINY_CONFIG)
     model = MODELS.build(cfg.model.to_dict())
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -383,11 +385,11 @@ def test_no_weight_decay_set_is_official() -> None:
 
 def test_official_configs() -> None:
     base = Config.fromfile(osp.join(ROOT, "configs", "mixmae", "swinb_600e.py"))
-    assert base.batch_size == 2048 and base.batch_per_gpu % 2 == 0
+    assert resolve_recipe(base, world_size=16).total_batch == 2048 and base.recipe.batch_per_gpu % 2 == 0
     assert base.optim_wrapper.optimizer.lr == pytest.approx(1.2e-3)
-    assert base.param_scheduler[0].end == 40 and base.param_scheduler[1].end == base.train_cfg.max_epochs == 600
-    short = Config.fromfile(osp.join(ROOT, "configs", "mixmae", "swinb_300e.py"))
-    assert short.train_cfg.max_epochs == short.param_scheduler[1].end == 300
+    assert base.param_scheduler[0].warmup == 40 and base.param_scheduler[0].end == base.train_cfg.max_epochs == 600
+    short = load_config(osp.join(ROOT, "configs", "mixmae", "swinb_300e.py"))
+    assert short.train_cfg.max_epochs == short.param_scheduler[0].end == 300 and short.param_scheduler[0].warmup == 40
     assert Config.fromfile(osp.join(ROOT, "configs", "mixmae", "swinl_600e.py")).model.encoder.arch == "large"
     encoder = MODELS.build(base.model.encoder.to_dict())
     assert encoder.grid_size == (7, 7) and encoder.patch_size == 32 and encoder.embed_dim == 1024

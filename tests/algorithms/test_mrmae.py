@@ -24,6 +24,7 @@ from mim_zoo.core.algorithms.mrmae import MimicHead, mimic_loss
 from mim_zoo.core.tokens import patchify
 from mim_zoo.core.masking import AttentionMasking, RandomMasking
 from mim_zoo.registry import MASK_GENERATORS, MODELS
+from mim_zoo.engine.config import load_config
 from mim_zoo.synthetic.teachers import generate_teachers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWa
 @pytest.fixture(scope="module")
 def tiny_cfg(tmp_path_factory: pytest.TempPathFactory) -> Config:
     """The tiny config with its teachers generated in a temporary folder."""
-    cfg = Config.fromfile(str(ROOT / "configs/mrmae/tiny_cpu.py"))
+    cfg = load_config(ROOT / "configs/mrmae/tiny_cpu.py")
     folder = tmp_path_factory.mktemp("teachers")
     (specs,) = [entry.specs for entry in cfg.synthetic_data if entry.type is generate_teachers]
     for spec in specs:

@@ -85,7 +85,7 @@ def run(request, tmp_path_factory) -> SimpleNamespace:
     converted = str(root / "converted.pth")
     load_tool("convert_checkpoint").main([str(root / "official.pth"), converted, "--from", case.layout,
                                           "--config", case.config, "--check"])
-    batch = Config.fromfile(case.config).train_dataloader.batch_size
+    batch = Config.fromfile(case.config).recipe.batch_per_gpu
     load_tool("train").main([case.config, "--work-dir", str(root / "run"), "--cfg-options", f"load_from={converted}",
                              "train_cfg.max_epochs=1", f"train_dataloader.dataset.indices={batch}",
                              "param_scheduler=[]", f"optim_wrapper.optimizer.lr={LR}"])
@@ -118,7 +118,7 @@ def test_training_continues_from_the_official_weights(run):
         moved += step > LR / 2
     assert moved > len(converted) / 2  # and it trained: most tensors took a full step
     if run.case.ema:  # the file's EMA continued: one EMA step from it towards the trained online encoder
-        hook = Config.fromfile(run.case.config).custom_hooks[0]
+        hook = Config.fromfile(run.case.config).default_hooks.mim_schedule
         momentum = evaluate(hook["momentum"], 0, 1)
         for key, ema in converted.items():
             if key.startswith("feature_target.ema."):

@@ -73,7 +73,7 @@ def pretraining_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable
         if name not in made:
             config = str(load_catalogue(ROOT).tiny_config(name).relative_to(ROOT))
             work_dir = tmp_path_factory.mktemp(name)
-            batch = Config.fromfile(config).train_dataloader.batch_size
+            batch = Config.fromfile(config).recipe.batch_per_gpu
             load_tool("train").main([config, "--work-dir", str(work_dir), "--cfg-options", "train_cfg.max_epochs=1",
                                      f"train_dataloader.dataset.indices={batch}"])
             made[name] = str(work_dir / "epoch_1.pth")

@@ -7,6 +7,8 @@ backbone is a checked mim_zoo adapter still waiting for its checkpoint (``mim_ch
 from __future__ import annotations
 
 import importlib
+import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -85,7 +87,10 @@ def test_derived_numbers():
 
 @pytest.mark.parametrize("path", sorted(TINY), ids=lambda p: p.name)
 def test_tiny_twins_keep_the_model_and_optimizer_of_their_full_config(path: Path):
-    assert path.parent / _base_name(path) == TINY[path]  # the twin inherits the full config its metafile names
+    # the twin inherits the full config its metafile names, or the twin of a sibling that full config is a delta of
+    # (the MixMIM twins are the ViT twins of their task with the backbone swapped, as their full configs are)
+    ancestors, full = _local_bases(path), TINY[path]
+    assert full in ancestors or any(TINY.get(a) in _local_bases(full) for a in ancestors), ancestors
     twin = Config.fromfile(str(path))
     base = Config.fromfile(str(TINY[path]))
     assert twin.model.type == base.model.type and twin.model.backbone.type == base.model.backbone.type
@@ -96,7 +101,28 @@ def test_tiny_twins_keep_the_model_and_optimizer_of_their_full_config(path: Path
     assert twin.val_evaluator.type == base.val_evaluator.type
 
 
-def _base_name(path: Path) -> str:
-    """The sibling full config a twin inherits (``_base_ = './<name>'``)."""
-    line = next(line for line in path.read_text().splitlines() if line.startswith("_base_"))
-    return line.split("'")[1].removeprefix("./")
+def _local_bases(path: Path) -> list[Path]:
+    """The chain of configs of this folder that ``path`` inherits (``_base_ = './<name>'``), nearest first."""
+    chain = []
+    while True:
+        name = re.search(r"^_base_ = \[?\s*'([^']+)'", path.read_text(), re.M).group(1)  # the first base
+        if not name.startswith("./"):
+            return chain
+        path = path.parent / name.removeprefix("./")
+        chain.append(path)
+
+
+def test_a_launch_that_changes_the_batch_of_a_benchmark_config_is_warned_about(monkeypatch):
+    """Benchmark configs (no recipe) compute their lr in the file for num_gpus x batch_per_gpu: a launch with another
+    world size is told so (the pretraining configs instead resolve their recipe for the launch, without a warning)."""
+    from mim_zoo.engine.config import prepare_config
+
+    path = "configs/benchmarks/imagenet/linear_vit_tiny_cpu.py"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepare_config(Config.fromfile(path))  # launched as written: 1 process x 32
+    assert not [w for w in caught if "learning rate" in str(w.message)]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.warns(UserWarning, match=r"total batch of 32 \(1 GPUs x 32\), but this run has 2 process\(es\) x "
+                                         r"32 = 64"):
+        prepare_config(Config.fromfile(path))

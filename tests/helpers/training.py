@@ -16,7 +16,7 @@ from mmengine.runner import Runner
 
 import mim_zoo  # noqa: F401  (the compatibility fixes: checkpoints load with weights_only=True)
 from mim_zoo.engine.catalogue import load_catalogue
-from mim_zoo.engine.config import prepare_config
+from mim_zoo.engine.config import load_config, prepare_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(REPO, "tools", "train.py")
@@ -43,8 +43,7 @@ def run_python(args: list[str], timeout: float = 600) -> subprocess.CompletedPro
 
 def short_schedule(config: str, iters_per_epoch: int = 2, epochs: int = 3) -> list[str]:
     """``--cfg-options`` for a run of ``epochs`` x ``iters_per_epoch`` iterations of ``config``'s own batch."""
-    cfg = Config.fromfile(osp.join(REPO, config))
-    batch = cfg.train_dataloader.batch_size
+    batch = Config.fromfile(osp.join(REPO, config)).recipe.batch_per_gpu
     return [f"train_dataloader.dataset.indices={iters_per_epoch * batch}", f"train_cfg.max_epochs={epochs}",
             "default_hooks.logger.interval=1"]
 
@@ -83,8 +82,7 @@ def single_thread() -> Iterator[None]:
 
 def build_runner(config: str, work_dir: str, options: dict | None = None, launcher: str = "none") -> Runner:
     """A Runner for ``config`` prepared exactly as ``tools/train.py`` prepares it."""
-    cfg = Config.fromfile(osp.join(REPO, config))
-    cfg.merge_from_dict(options or {})
+    cfg = load_config(osp.join(REPO, config), options)
     cfg.work_dir, cfg.launcher = work_dir, launcher
     prepare_config(cfg)
     return Runner.from_cfg(cfg)

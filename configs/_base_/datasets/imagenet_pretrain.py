@@ -17,7 +17,6 @@ from mim_zoo.engine.transforms import CheckedLoadImage
 
 data_root = "data/imagenet/"
 img_size = 224
-batch_per_gpu = 512
 
 # ImageNet mean/std on 0-255 RGB (MAE, MixMIM); BootMAE overrides with mean = std = 127.5. The batch arrives as
 # uint8 (4x less to pin and copy than float) and is normalised on the device.
@@ -52,7 +51,6 @@ pipelines = dict(
 )
 train_pipeline = pipelines[pipeline_impl]["pipeline"]
 train_dataloader = dict(
-    batch_size=batch_per_gpu,
     num_workers="auto",  # the cores of this process's share of the machine, less one, at most 16
     persistent_workers=True,  # no re-fork (and dataset copy) per epoch
     pin_memory=True,

@@ -1,16 +1,19 @@
 # The embedded default dataset (mim_zoo/synthetic/shapes.py): 10 shape classes, 32x32 JPEGs in ImageNet's folder layout,
 # generated on first use by tools/train.py (see `synthetic_data` below) into data/generated/shapes32.
+# A tiny config trains on 8 images of every class (80, seeded: mim_zoo/engine/subsets.py; 5 iterations of 16);
+# `--cfg-options train_dataloader.dataset.indices=None` trains on all 2,000.
 from mmcv.transforms import RandomFlip
 from mmengine.dataset import DefaultSampler, default_collate
 from mmpretrain.datasets import CustomDataset, PackInputs, RandomResizedCrop
 from mmpretrain.models import SelfSupDataPreprocessor
 
+from mim_zoo.engine.subsets import class_balanced_indices
 from mim_zoo.engine.transforms import CheckedLoadImage
 from mim_zoo.synthetic.shapes import make_shapes_dataset
 
 data_root = "data/generated/shapes32/"
 img_size = 32
-batch_per_gpu = 16
+pipeline_impl = None  # one pipeline: the ImageNet pipelines (`pipelines`) of a paper config do not apply here
 # tools/train.py writes the dataset if it is missing (deterministic for these arguments).
 synthetic_data = [dict(type=make_shapes_dataset, root=data_root, num_train_per_class=200, num_val_per_class=50,
                        size=img_size, seed=0)]
@@ -26,10 +29,10 @@ train_pipeline = [
     dict(type=PackInputs),
 ]
 train_dataloader = dict(
-    batch_size=batch_per_gpu,
     num_workers=0,
     drop_last=True,
     sampler=dict(type=DefaultSampler, shuffle=True),
     collate_fn=dict(type=default_collate),
-    dataset=dict(type=CustomDataset, data_root=data_root, data_prefix="train", pipeline=train_pipeline),
+    dataset=dict(type=CustomDataset, data_root=data_root, data_prefix="train", pipeline=train_pipeline,
+                 indices=dict(type=class_balanced_indices, per_class=8, seed=0)),
 )

@@ -1,59 +1,16 @@
-# CPU twin of seg_upernet_mixmim-b_mixmae-pre_8xb2-160k_ade20k-512x512.py: the same model (MixMIM Swin pyramid with
-# padded windows and interpolated positions, UPerHead on every stage + FCN auxiliary head on the penultimate, 150
-# classes), optimizer (layer-decayed AdamW), schedule shape, pipeline and sliding-window evaluation through mmseg's
-# ADE20KDataset and IoUMetric, on a toy ADE20K of 64-px scenes (mim_zoo/synthetic/toy_data.py, written by
-# tools/benchmark.py) for the tiny MixMIM Swin of configs/mixmae/tiny_cpu.py (32-d, depths 1/1/2, heads 1/2/4,
-# 2-px patches, windows 4, 32 px): three stages at strides 2/4/8 instead of four at 4/8/16/32. 8 iterations.
-_base_ = './seg_upernet_mixmim-b_mixmae-pre_8xb2-160k_ade20k-512x512.py'
+# CPU twin of seg_upernet_mixmim-b_mixmae-pre_8xb2-160k_ade20k-512x512.py: seg_upernet_vit_tiny_cpu.py (the toy ADE20K,
+# pipelines, optimizer, 8-iteration schedule and sliding-window evaluation) with the MixMIM backbone and heads of the
+# full config, for the tiny MixMIM Swin of configs/mixmae/tiny_cpu.py (32-d, depths 1/1/2, heads 1/2/4, 2-px
+# patches, windows 4, 32 px): three stages at strides 2/4/8 instead of four at 4/8/16/32, so the heads read 3 levels.
+_base_ = './seg_upernet_vit_tiny_cpu.py'
 
-data_root = 'data/generated/toy_ade20k/'
-synthetic_data = [dict(type='mim_zoo.synthetic.toy_data.make_toy_dataset',
-                       kind='ade20k', root=data_root, num_train=16, num_val=8, size=64, seed=0)]
-crop_size = (64, 64)
-img_scale = (256, 64)
-num_gpus = 1
-batch_per_gpu = 2
-batch_size = num_gpus * batch_per_gpu
-max_iters = 8
-warmup_iters = 2
-val_interval = max_iters
 channels = [32, 64, 128]
 
-data_preprocessor = dict(size=crop_size)
 model = dict(
-    data_preprocessor=data_preprocessor,
-    backbone=dict(
-        # `_delete_`: replaces the base's arch='base' string
-        arch=dict(_delete_=True, embed_dims=32, depths=[1, 1, 2], num_heads=[1, 2, 4]),
-        pretrain_img_size=32, patch_size=2, window_size=[4, 4, 4], out_indices=(0, 1, 2)),
-    decode_head=dict(in_channels=channels, in_index=[0, 1, 2], channels=32),
-    auxiliary_head=dict(in_channels=channels[1], in_index=1, channels=32),
-    test_cfg=dict(crop_size=crop_size, stride=(43, 43)))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=img_scale, ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
-]
-train_dataloader = dict(batch_size=batch_per_gpu, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=warmup_iters),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=warmup_iters, end=max_iters),
-]
-train_cfg = dict(max_iters=max_iters, val_interval=val_interval)
-default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(interval=max_iters, max_keep_ckpts=1),
-                     visualization=dict(type='SegVisualizationHook', draw=False))
+    # `_delete_`: the BEiT backbone's arguments do not apply to MixMIM's
+    backbone=dict(_delete_=True, type='MIMMixMIMPyramid', mim_checkpoint=None,
+                  arch=dict(embed_dims=32, depths=[1, 1, 2], num_heads=[1, 2, 4]), pretrain_img_size=32,
+                  patch_size=2, window_size=[4, 4, 4], drop_path_rate=0.1, out_indices=(0, 1, 2)),
+    neck=None,
+    decode_head=dict(in_channels=channels, in_index=[0, 1, 2]),
+    auxiliary_head=dict(in_channels=channels[1], in_index=1))

@@ -27,21 +27,10 @@ model = dict(
     decode_head=dict(in_channels=[embed_dims] * 4, channels=32),
     auxiliary_head=dict(in_channels=embed_dims, channels=32),
     test_cfg=dict(crop_size=crop_size, stride=(43, 43)))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=img_scale, ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
-]
+# mmseg's ADE20K pipelines with the sizes of the toy scenes: resize to (256, 64) x 0.5-2, crop 64 x 64
+sizes = dict(scale=img_scale, crop_size=crop_size)
+train_pipeline = [{**step, **{k: v for k, v in sizes.items() if k in step}} for step in _base_.train_pipeline]
+test_pipeline = [{**step, **{k: v for k, v in sizes.items() if k in step}} for step in _base_.test_pipeline]
 train_dataloader = dict(batch_size=batch_per_gpu, num_workers=0, persistent_workers=False,
                         dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(num_workers=0, persistent_workers=False,

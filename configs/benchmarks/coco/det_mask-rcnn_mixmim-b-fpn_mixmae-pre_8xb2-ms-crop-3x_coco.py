@@ -14,14 +14,8 @@ channels = [128, 256, 512, 1024]
 
 model = dict(
     # `_delete_`: mmdet's SwinTransformer arguments do not apply to MixMIM's backbone
-    backbone=dict(
-        _delete_=True,
-        type='MIMMixMIMPyramid',
-        mim_checkpoint=None,
-        arch='base',
-        window_size=[14, 14, 14, 7],
-        drop_path_rate=0.3,
-        out_indices=(0, 1, 2, 3)),
+    backbone=dict(_delete_=True, type='MIMMixMIMPyramid', mim_checkpoint=None, arch='base',
+                  window_size=[14, 14, 14, 7], drop_path_rate=0.3, out_indices=(0, 1, 2, 3)),
     neck=dict(in_channels=channels))
 train_dataloader = dict(batch_size=batch_per_gpu)
 auto_scale_lr = dict(base_batch_size=batch_size)

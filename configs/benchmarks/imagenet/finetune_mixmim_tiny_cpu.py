@@ -12,8 +12,7 @@ synthetic_data = [dict(type='mim_zoo.synthetic.shapes.make_shapes_dataset', root
 num_gpus = 1
 batch_per_gpu = 32
 batch_size = num_gpus * batch_per_gpu
-base_lr = 5e-4
-lr = base_lr * batch_size / 256
+lr = _base_.base_lr * batch_size / 256
 embed_dims = 128  # 32 x 2^2
 max_epochs = 2
 warmup_epochs = 1
@@ -25,18 +24,8 @@ model = dict(
         arch=dict(_delete_=True, embed_dims=32, depths=[1, 1, 2], num_heads=[1, 2, 4]),
         img_size=img_size, patch_size=2, window_size=[4, 4, 4]),
     head=dict(num_classes=10, in_channels=embed_dims))
-bgr_mean = [103.53, 116.28, 123.675]
-bgr_std = [57.375, 57.12, 58.395]
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size, backend='pillow', interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10, magnitude_level=9,
-         magnitude_std=0.5, hparams=dict(pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
-    dict(type='RandomErasing', erase_prob=0.25, mode='rand', min_area_ratio=0.02, max_area_ratio=1 / 3,
-         fill_color=bgr_mean, fill_std=bgr_std),
-    dict(type='PackInputs'),
-]
+train_pipeline = [dict(step, scale=img_size) if 'scale' in step else step  # the full config's, 32-px crops
+                  for step in _base_.train_pipeline]
 test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 train_dataloader = dict(
     batch_size=batch_per_gpu, num_workers=0, persistent_workers=False,

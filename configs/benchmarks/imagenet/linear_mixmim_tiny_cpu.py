@@ -1,57 +1,16 @@
-# CPU twin of linear_mixmim-b_mixmae-pre_8xb2048-lars-coslr-90e_in1k.py: the same model (frozen MixMIM Swin, pooled
-# final features, BatchNorm without affine + linear head), optimizer (LARS) and evaluation on the embedded shapes
-# dataset (10 classes, 32 px, ImageNet folder layout; mim_zoo/synthetic/shapes.py), for the tiny MixMIM Swin of
-# configs/mixmae/tiny_cpu.py (32-d, depths 1/1/2, heads 1/2/4, 2-px patches, windows 4, 32 px; 128-d output).
-# 4 iterations.
-_base_ = './linear_mixmim-b_mixmae-pre_8xb2048-lars-coslr-90e_in1k.py'
+# CPU twin of linear_mixmim-b_mixmae-pre_8xb2048-lars-coslr-90e_in1k.py: linear_vit_tiny_cpu.py (the embedded shapes,
+# LARS, 2-epoch schedule, evaluation) with the frozen MixMIM backbone of the full config (pooled final features,
+# BatchNorm without affine + linear head), for the tiny MixMIM Swin of configs/mixmae/tiny_cpu.py (32-d, depths
+# 1/1/2, heads 1/2/4, 2-px patches, windows 4, 32 px; 128-d output). 4 iterations.
+_base_ = './linear_vit_tiny_cpu.py'
 
-data_root = 'data/generated/shapes32_mini/'
-img_size = 32
-# written on first use: 8 training and 10 validation images per class
-synthetic_data = [dict(type='mim_zoo.synthetic.shapes.make_shapes_dataset', root=data_root,
-                       num_train_per_class=8, num_val_per_class=10, size=img_size, seed=0)]
-num_gpus = 1
-batch_per_gpu = 32
-accumulative_counts = 1
-batch_size = num_gpus * batch_per_gpu
-effective_batch_size = batch_size * accumulative_counts  # per optimizer step
-base_lr = 0.1
-lr = base_lr * effective_batch_size / 256
 embed_dims = 128  # 32 x 2^2
 num_stages = 3
-max_epochs = 2
-warmup_epochs = 1
 
 model = dict(
-    data_preprocessor=dict(num_classes=10),
-    backbone=dict(
-        # `_delete_`: replaces the base's arch='base' string
-        arch=dict(_delete_=True, embed_dims=32, depths=[1, 1, 2], num_heads=[1, 2, 4]),
-        img_size=img_size, patch_size=2, window_size=[4, 4, 4], frozen_stages=num_stages),
+    # `_delete_`: VisionTransformer's arguments (out_type, final_norm, ...) do not apply to MixMIM's backbone
+    backbone=dict(_delete_=True, type='MIMMixMIMTransformer', mim_checkpoint=None,
+                  arch=dict(embed_dims=32, depths=[1, 1, 2], num_heads=[1, 2, 4]), img_size=32, patch_size=2,
+                  window_size=[4, 4, 4], drop_path_rate=0.0, frozen_stages=num_stages, init_cfg=None),
     neck=dict(input_features=embed_dims),
-    head=dict(num_classes=10, in_channels=embed_dims))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size, backend='pillow'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
-train_dataloader = dict(
-    batch_size=batch_per_gpu, num_workers=0, persistent_workers=False,
-    # `_delete_`: the base's ImageNet(split=...) has arguments CustomDataset does not take
-    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root, data_prefix='train',
-                 pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=64, num_workers=0, persistent_workers=False,
-    dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root, data_prefix='val',
-                 pipeline=test_pipeline))
-test_dataloader = val_dataloader
-optim_wrapper = dict(optimizer=dict(lr=lr), accumulative_counts=accumulative_counts)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, by_epoch=True, begin=warmup_epochs,
-         end=max_epochs, eta_min=0.0, convert_to_iter_based=True),
-]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)  # evaluate once, at the end
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+    head=dict(in_channels=embed_dims))

@@ -4,13 +4,10 @@
 # 8 GPUs x 1024 x 2 accumulation = 16384, LARS blr 0.1. (The README says LAYER=9; the script's --depth 10 is used.)
 _base_ = './linear_vit-b16_mae-pre_8xb2048-lars-coslr-90e_in1k.py'
 
-num_gpus = 8
 batch_per_gpu = 1024
 accumulative_counts = 2
-batch_size = num_gpus * batch_per_gpu
-effective_batch_size = batch_size * accumulative_counts  # per optimizer step
-base_lr = 0.1
-lr = base_lr * effective_batch_size / 256
+batch_size = _base_.num_gpus * batch_per_gpu
+lr = _base_.base_lr * batch_size * accumulative_counts / 256  # 6.4 at 8 x 1024 x 2 = 16384
 probe_depth = 10
 
 train_dataloader = dict(batch_size=batch_per_gpu)

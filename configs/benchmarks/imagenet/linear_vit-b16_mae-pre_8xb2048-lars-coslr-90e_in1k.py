@@ -12,9 +12,8 @@ num_gpus = 8
 batch_per_gpu = 2048
 accumulative_counts = 1
 batch_size = num_gpus * batch_per_gpu
-effective_batch_size = batch_size * accumulative_counts  # per optimizer step
 base_lr = 0.1
-lr = base_lr * effective_batch_size / 256
+lr = base_lr * batch_size * accumulative_counts / 256  # per optimizer step: 6.4 at 16384
 
 train_dataloader = dict(batch_size=batch_per_gpu)
 model = dict(backbone=dict(type='MIMVisionTransformer', mim_checkpoint=None, init_cfg=None))

@@ -10,11 +10,8 @@ synthetic_data = [dict(type='mim_zoo.synthetic.shapes.make_shapes_dataset', root
                        num_train_per_class=8, num_val_per_class=10, size=img_size, seed=0)]
 num_gpus = 1
 batch_per_gpu = 32
-accumulative_counts = 1
 batch_size = num_gpus * batch_per_gpu
-effective_batch_size = batch_size * accumulative_counts  # per optimizer step
-base_lr = 0.1
-lr = base_lr * effective_batch_size / 256
+lr = _base_.base_lr * batch_size * _base_.accumulative_counts / 256
 embed_dims = 64
 num_layers = 2
 max_epochs = 2
@@ -29,12 +26,8 @@ model = dict(
         img_size=img_size, patch_size=4, frozen_stages=num_layers),
     neck=dict(input_features=embed_dims),
     head=dict(num_classes=10, in_channels=embed_dims))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=img_size, backend='pillow'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
+train_pipeline = [dict(step, scale=img_size) if 'scale' in step else step  # the full config's, 32-px crops
+                  for step in _base_.train_pipeline]
 test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 train_dataloader = dict(
     batch_size=batch_per_gpu, num_workers=0, persistent_workers=False,
@@ -46,7 +39,7 @@ val_dataloader = dict(
     dataset=dict(_delete_=True, type='CustomDataset', data_root=data_root, data_prefix='val',
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
-optim_wrapper = dict(optimizer=dict(lr=lr), accumulative_counts=accumulative_counts)
+optim_wrapper = dict(optimizer=dict(lr=lr))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=warmup_epochs, convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, by_epoch=True, begin=warmup_epochs,
