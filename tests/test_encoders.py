@@ -99,7 +99,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_vit_cfg, images):
     ckpt.load_state_dict(plain.state_dict())
     for model in (plain, ckpt):
         model(images).pow(2).mean().backward()
-    for (name, a), (_, b) in zip(plain.named_parameters(), ckpt.named_parameters()):
+    for (name, a), (_, b) in zip(plain.named_parameters(), ckpt.named_parameters(), strict=True):
         if a.grad is not None:
             assert torch.allclose(a.grad, b.grad, atol=1e-6), name
 

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -49,4 +51,4 @@ def test_masked_mse_decreases_under_gradient_descent():
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert all(b < a for a, b in zip(losses, losses[1:]))
+    assert all(b < a for a, b in itertools.pairwise(losses))

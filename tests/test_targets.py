@@ -4,8 +4,8 @@ import pytest
 import timm
 import torch
 
-from mim_zoo.registry import MODELS, TARGET_GENERATORS, registered_names
 from mim_zoo.core.targets import MomentumTarget, PixelTarget, TeacherTarget, layer_norm
+from mim_zoo.registry import MODELS, TARGET_GENERATORS, registered_names
 
 TEACHER_ARCH = dict(model_name="vit_tiny_patch16_224", img_size=32, patch_size=4, embed_dim=48, depth=2, num_heads=3)
 
@@ -129,5 +129,5 @@ def test_teacher_weights_stay_out_of_checkpoints(teacher_file, tiny_vit_cfg):
     assert not any(k.startswith("teacher.") for k in target.state_dict())
     other = TARGET_GENERATORS.build(example("TeacherTarget", path))
     other.load_state_dict(target.state_dict(), strict=True)
-    for a, b in zip(target.teacher.parameters(), other.teacher.parameters()):
+    for a, b in zip(target.teacher.parameters(), other.teacher.parameters(), strict=True):
         assert torch.equal(a, b)

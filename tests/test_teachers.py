@@ -1,4 +1,5 @@
-"""Teacher files in their original layouts (mim_zoo/synthetic/teachers.py) and their loading by TeacherTarget (targets.py).
+"""Teacher files in their original layouts (mim_zoo/synthetic/teachers.py) and their loading by TeacherTarget
+(targets.py).
 
 The files are tiny random ViTs written exactly as the real ones are stored: OpenAI CLIP's ``ViT-B-16.pt`` (``visual.*``
 keys, fp16, TorchScript archive or torch.save) and DINO's ``dino_vitbase16_pretrain.pth`` (plain timm-named state
@@ -16,8 +17,8 @@ from mmengine.config import Config
 from timm.models.vision_transformer import checkpoint_filter_fn
 
 import mim_zoo  # noqa: F401  (registers the plugins)
-from mim_zoo.engine.config import prepare_config
 from mim_zoo.core.targets import TeacherTarget
+from mim_zoo.engine.config import prepare_config
 from mim_zoo.synthetic.teachers import build_tiny_teacher, generate_teachers, timm_to_openai_clip, write_teacher
 
 KW = dict(img_size=32, patch_size=4, embed_dim=48, depth=2, num_heads=3)

@@ -6,6 +6,7 @@ current ``epoch`` and ``max_epochs``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ def piecewise_linear(epoch: float, max_epochs: int, points: Sequence[Sequence[fl
         raise ValueError("piecewise_linear needs at least one (epoch, value) point")
     if epoch <= pts[0][0]:
         return pts[0][1]
-    for (e0, v0), (e1, v1) in zip(pts, pts[1:]):
+    for (e0, v0), (e1, v1) in itertools.pairwise(pts):
         if epoch <= e1:
             return v0 + (epoch - e0) / (e1 - e0) * (v1 - v0)
     return pts[-1][1]

@@ -26,8 +26,8 @@ A metafile holds one ``Collection`` and its ``Models``; paths are relative to th
 
 What the code states already is not repeated: the parts an algorithm is defined with are its ``default_parts``
 (:class:`mim_zoo.core.algorithms.BaseMIM`), and the contents of a config are the config's. Nor is what is measured:
-FLOPs, parameters and speed per config are ``benchmarks/throughput.py``'s (``benchmarks/results/``). The tests check that the
-metafiles agree with the configs and the registry and that every config on disk is listed.
+FLOPs, parameters and speed per config are ``benchmarks/throughput.py``'s (``benchmarks/results/``). The tests check
+that the metafiles agree with the configs and the registry and that every config on disk is listed.
 
 The module belongs to the engine: it describes runs (configs, downstream recipes, evaluator keys), not models, and
 imports nothing from the package, so any tier above the core, the tools and the tests can ask it.

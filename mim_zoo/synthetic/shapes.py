@@ -31,7 +31,7 @@ def _contrasting(rng: random.Random, other: tuple[int, int, int]) -> tuple[int, 
     """A random colour whose mean absolute channel difference to ``other`` exceeds 60, so the shape stays visible."""
     for _ in range(100):
         colour = _random_colour(rng)
-        if sum(abs(a - b) for a, b in zip(colour, other)) / 3 > 60:
+        if sum(abs(a - b) for a, b in zip(colour, other, strict=True)) / 3 > 60:
             return colour
     return tuple(255 - c for c in other)
 

@@ -1,7 +1,7 @@
 """Tiny, RANDOMLY INITIALISED teachers written in the on-disk layouts of the real ones: for smoke tests only.
 
-MR-MAE (and any config using :class:`mim_zoo.core.targets.TeacherTarget`) loads frozen teachers from local files in their
-original layouts. CPU smoke runs and tests need such files without the 335 MB / 343 MB downloads, so this module
+MR-MAE (and any config using :class:`mim_zoo.core.targets.TeacherTarget`) loads frozen teachers from local files in
+their original layouts. CPU smoke runs and tests need such files without the 335 MB / 343 MB downloads, so this module
 writes small ViTs with random weights in exactly those layouts:
 
 * ``"openai_clip"``: OpenAI CLIP's ``ViT-B-16.pt`` layout: ``visual.*`` keys (``conv1``, ``class_embedding``,

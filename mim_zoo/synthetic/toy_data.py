@@ -36,13 +36,14 @@ def coco_categories() -> list[dict]:
     from mmdet.datasets import CocoDataset
 
     ids = [i for i in range(1, 91) if i not in _COCO_MISSING_IDS]
-    return [dict(id=i, name=name, supercategory="toy") for i, name in zip(ids, CocoDataset.METAINFO["classes"])]
+    names = CocoDataset.METAINFO["classes"]
+    return [dict(id=i, name=name, supercategory="toy") for i, name in zip(ids, names, strict=True)]
 
 
 def _colour(rng: random.Random, avoid: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
     for _ in range(100):
         colour = tuple(rng.randint(0, 255) for _ in range(3))
-        if avoid is None or sum(abs(a - b) for a, b in zip(colour, avoid)) / 3 > 60:
+        if avoid is None or sum(abs(a - b) for a, b in zip(colour, avoid, strict=True)) / 3 > 60:
             return colour
     return tuple(255 - c for c in avoid)
 
@@ -107,7 +108,8 @@ def make_toy_ade20k(root: str | Path, num_train: int = 16, num_val: int = 8, siz
 
 
 def _polygon_area(polygon: list[tuple[float, float]]) -> float:
-    return abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(polygon, polygon[1:] + polygon[:1]))) / 2
+    edges = zip(polygon, polygon[1:] + polygon[:1], strict=True)
+    return abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in edges)) / 2
 
 
 def _coco_split(root: Path, split: str, count: int, size: int, rng: random.Random, categories: list[dict]) -> dict:

@@ -1,4 +1,5 @@
-"""MR-MAE (mim_zoo/core/algorithms/mrmae.py) and its attention-guided masking (mim_zoo/core/masking.py:AttentionMasking).
+"""MR-MAE (mim_zoo/core/algorithms/mrmae.py) and its attention-guided masking
+(mim_zoo/core/masking.py:AttentionMasking).
 
 Models are built from ``configs/mrmae/tiny_cpu.py`` with its tiny random teachers written to a temporary folder.
 """
@@ -21,10 +22,10 @@ from mmengine.optim import build_optim_wrapper
 
 import mim_zoo  # noqa: F401  (registers the plugins)
 from mim_zoo.core.algorithms.mrmae import MimicHead, mimic_loss
-from mim_zoo.core.tokens import patchify
 from mim_zoo.core.masking import AttentionMasking, RandomMasking
-from mim_zoo.registry import MASK_GENERATORS, MODELS
+from mim_zoo.core.tokens import patchify
 from mim_zoo.engine.config import load_config
+from mim_zoo.registry import MASK_GENERATORS, MODELS
 from mim_zoo.synthetic.teachers import generate_teachers
 
 ROOT = Path(__file__).resolve().parents[2]

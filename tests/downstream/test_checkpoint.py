@@ -8,13 +8,21 @@ import pytest
 import torch
 
 import mim_zoo  # noqa: F401
-from mim_zoo.core.checkpoints.read import CheckpointError, load_pretrained_encoder, parse_config_text, read_checkpoint, resolve_type, saved_model_config
+from mim_zoo.core.checkpoints.read import (
+    CheckpointError,
+    load_pretrained_encoder,
+    parse_config_text,
+    read_checkpoint,
+    resolve_type,
+    saved_model_config,
+)
 from mim_zoo.core.encoders import ViTEncoder
 
 
 def test_parse_config_text_reads_mmengine_pretty_text():
     text = ("lr = 1.5e-06\nbetas = (0.9, 0.95,)\nneg = -3\nflag = True\nnothing = None\n"
-            "model = dict(encoder=dict(type='mim_zoo.core.encoders.ViTEncoder', depth=2, sizes=[1, 2]), decoder={'a': 1})")
+            "model = dict(encoder=dict(type='mim_zoo.core.encoders.ViTEncoder', depth=2, sizes=[1, 2]), "
+            "decoder={'a': 1})")
     cfg = parse_config_text(text)
     assert cfg == dict(lr=1.5e-6, betas=(0.9, 0.95), neg=-3, flag=True, nothing=None,
                        model=dict(encoder=dict(type="mim_zoo.core.encoders.ViTEncoder", depth=2, sizes=[1, 2]),
@@ -52,7 +60,7 @@ def test_encoder_weights_equal_the_checkpoint(tiny_checkpoint, tiny_pretrained):
 
 def _save_variant(path, ckpt, **edits):
     ckpt = copy.deepcopy(ckpt)
-    for name, fn in edits.items():
+    for fn in edits.values():
         fn(ckpt)
     torch.save(ckpt, path)
     return str(path)

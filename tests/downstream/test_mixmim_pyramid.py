@@ -1,4 +1,5 @@
-"""mim_zoo.core.downstream.mixmim_pyramid: MixMIM's Swin as a 4-level pyramid, equal to mmpretrain's where they overlap."""
+"""mim_zoo.core.downstream.mixmim_pyramid: MixMIM's Swin as a 4-level pyramid, equal to mmpretrain's where they
+overlap."""
 
 from __future__ import annotations
 

@@ -46,9 +46,9 @@ def test_ade20k_layout_labels_and_pixels_agree(toy_ade):
 
 def test_ade20k_ground_truth_scores_full_miou_with_mmseg_iou_metric(toy_ade):
     import torch
+    from mmengine.structures import PixelData
     from mmseg.evaluation import IoUMetric
     from mmseg.structures import SegDataSample
-    from mmengine.structures import PixelData
 
     dataset = ade_dataset(toy_ade)
     metric = IoUMetric(iou_metrics=["mIoU"])

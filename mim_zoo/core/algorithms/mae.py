@@ -126,8 +126,9 @@ class MAE(BaseMIM):
         "decoder": {"type": "MAEDecoder"},
     })
 
-    def __init__(self, encoder: nn.Module | dict, masking: dict | object = None, target: nn.Module | dict | None = None,
-                 decoder: dict | None = None, data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
+    def __init__(self, encoder: nn.Module | dict, masking: dict | object = None,
+                 target: nn.Module | dict | None = None, decoder: dict | None = None,
+                 data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(encoder, self.part_config("masking", masking), data_preprocessor, init_cfg)
         self.target = self.build_target(self.part_config("target", target))
         self.decoder = build(MODELS, self.part_config("decoder", decoder), in_dim=self.encoder.embed_dim,

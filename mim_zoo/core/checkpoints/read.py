@@ -258,7 +258,8 @@ def load_pretrained_encoder(path: str | os.PathLike) -> PretrainedEncoder:
         raise CheckpointError(str(err)) from err
     meta = ckpt.get("meta", {})
     return PretrainedEncoder(
-        encoder=encoder, state_dict=encoder.export_state_dict(), canonical=encoder.canonical, method=_type_name(model_cfg),
+        encoder=encoder, state_dict=encoder.export_state_dict(), canonical=encoder.canonical,
+        method=_type_name(model_cfg),
         epoch=meta.get("epoch"), iteration=meta.get("iter"), encoder_cfg=encoder_cfg, source=source,
         components=model_components(model_cfg),
     )

@@ -67,7 +67,7 @@ class MIMBEiT(PretrainedBackboneMixin, MAE):
 
     def forward(self, inputs: Tensor) -> tuple[Tensor, ...]:
         """``[B, 3, H, W]`` -> ``[B, D, H / p, W / p]`` per entry of ``out_indices``."""
-        features = dict(zip(self.out_indices, super().forward(inputs)))
+        features = dict(zip(self.out_indices, super().forward(inputs), strict=True))
         return tuple(features[i] for i in self.out_order)
 
     def get_layer_depth(self, param_name: str, prefix: str = "") -> tuple[int, int]:

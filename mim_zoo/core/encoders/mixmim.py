@@ -124,7 +124,7 @@ class MixMIMEncoder(BaseModule):
                 f"img_size {img_size} is not divisible by the encoder's output stride {self.patch_size} "
                 f"(patch_size x 2^{self.num_stages - 1}); MixMIM-B uses 224 = 7 x 32"
             )
-        for stage, ((h, w), win) in enumerate(zip(self.stage_grids, window_size)):
+        for stage, ((h, w), win) in enumerate(zip(self.stage_grids, window_size, strict=True)):
             if min(h, w) > win and (h % win or w % win):
                 raise ValueError(
                     f"stage {stage} has a {h}x{w} token grid that windows of {win} do not tile; choose window sizes "

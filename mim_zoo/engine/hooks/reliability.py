@@ -1,9 +1,9 @@
 """Runs that survive faults and lose nothing: exact resume, atomic checkpoints, a stop on non-finite losses.
 
 mmengine 0.10.7 already checkpoints the model (EMA copies included), the optimizer, the parameter schedulers and the
-loop counters; loss-weight ramps and momenta are recomputed from those counters (``mim_zoo.engine.hooks.MIMScheduleHook``)
-and the data order is a function of ``(seed, epoch)`` (``DefaultSampler`` + ``DistSamplerSeedHook``). What it does
-not do, and this module adds:
+loop counters; loss-weight ramps and momenta are recomputed from those counters
+(``mim_zoo.engine.hooks.MIMScheduleHook``) and the data order is a function of ``(seed, epoch)`` (``DefaultSampler`` +
+``DistSamplerSeedHook``). What it does not do, and this module adds:
 
 * :class:`RNGStateHook` saves the python / numpy / torch / CUDA random states of *every* rank in each checkpoint and
   restores them on resume, so masks, augmentation and drop-path continue exactly: a killed and resumed run ends

@@ -44,8 +44,8 @@ class UnitMasking(MaskGenerator):
 
     def _units(self, grid_size: tuple[int, int]) -> tuple[int, int]:
         if grid_size[0] % self.unit or grid_size[1] % self.unit:
-            raise ValueError(f"a {grid_size[0]}x{grid_size[1]} token grid is not divisible into {self.unit}x{self.unit} "
-                             "mask units; change `unit` or the image size")
+            raise ValueError(f"a {grid_size[0]}x{grid_size[1]} token grid is not divisible into "
+                             f"{self.unit}x{self.unit} mask units; change `unit` or the image size")
         return grid_size[0] // self.unit, grid_size[1] // self.unit
 
     def num_masked(self, grid_size: tuple[int, int]) -> int:

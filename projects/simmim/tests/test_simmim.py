@@ -8,8 +8,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mim_zoo.registry import MASK_GENERATORS, MODELS, registered_names
 from mim_zoo.engine.config import prepare_config
+from mim_zoo.registry import MASK_GENERATORS, MODELS, registered_names
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG = REPO / "projects/simmim/configs/tiny_cpu.py"
