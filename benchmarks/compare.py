@@ -7,7 +7,7 @@ evaluated with the same linear probe and k-NN on the held-out labelled split, ov
 Methods: every algorithm and every combo of the catalogue with its tiny CPU config (architecture as there), and
 ``--method NAME=CONFIG``. Identical for all: the data
 (the 2000-image train split with the config's augmentation), epochs, batch size, AdamW and its learning rate,
-warm-up + cosine schedule, seeds, and the evaluation (``benchmarks/probe.py``) on the 500-image val split.
+warm-up + cosine schedule, seeds, and the evaluation (:mod:`mim_zoo.engine.probes`) on the 500-image val split.
 References on the same evaluation: raw pixels, colour statistics and every method's encoder at its random
 initialisation bound the table from below; ``--supervised`` adds MAE's encoder trained with labels, from above.
 

@@ -25,9 +25,10 @@ from mmengine.hooks import Hook
 from PIL import Image
 from torch import Tensor, nn
 
+from mim_zoo.engine.probes import extract_features, knn_accuracy, linear_probe, pool
+
 from .common import REPO, count_parameters, load_config, quiet_mmengine, total_loss
 from .measure import flops_per_image
-from .probe import extract_features, knn_accuracy, linear_probe, pool
 
 IMAGENET_NORM = ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375])
 
@@ -179,7 +180,7 @@ def load_splits(root: Path, per_class: int | None = None) -> LabelledSplits:
 
 
 def evaluate(encoder: nn.Module, data: LabelledSplits, norm: tuple[list[float], list[float]], seed: int) -> dict:
-    """Linear-probe and k-NN top-1 of an encoder's frozen features (``benchmarks/probe.py``)."""
+    """Linear-probe and k-NN top-1 of an encoder's frozen features (:mod:`mim_zoo.engine.probes`)."""
     train, val = data.normalised(norm)
     f_train, f_val = extract_features(encoder, train), extract_features(encoder, val)
     return evaluate_features(f_train, f_val, data, seed)
