@@ -74,7 +74,8 @@ def class_balanced_subset(labels: np.ndarray, per_class: int, seed: int = 0) -> 
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         if len(members) < per_class:
-            raise ValueError(f"monitor split: class {label} has {len(members)} images, fewer than per_class={per_class}")
+            raise ValueError(f"monitor split: class {label} has {len(members)} images, fewer than "
+                             f"per_class={per_class}")
         chosen.append(rng.choice(members, size=per_class, replace=False))
     return sorted(int(i) for i in np.concatenate(chosen))
 
@@ -105,7 +106,8 @@ class RepresentationMonitorHook(Hook):
         if precision not in PRECISIONS:
             raise ValueError(f"RepresentationMonitorHook precision must be one of {PRECISIONS}, got {precision!r}")
         if not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"RepresentationMonitorHook interval must be a positive number of epochs, got {interval!r}")
+            raise ValueError(f"RepresentationMonitorHook interval must be a positive number of epochs, got "
+                             f"{interval!r}")
         self.splits = {"bank": bank, "query": query}
         self.interval, self.at_start, self.k, self.temperature = interval, at_start, k, temperature
         self.rank_samples, self.precision, self.seed = rank_samples, precision, seed
