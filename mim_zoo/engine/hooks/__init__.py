@@ -1,5 +1,6 @@
 """Every mim_zoo hook (registered in :data:`mim_zoo.engine.registry.HOOKS`)."""
 
+from .evidence import RunEvidenceHook
 from .metrics import RecordMetricsHook
 from .monitors import RepresentationMonitorHook
 from .preflight import CheckpointCompatHook, PreflightHook
@@ -9,4 +10,4 @@ from .visualization import LossCurveHook, ReconstructionVisHook
 
 __all__ = ["AtomicCheckpointHook", "CheckpointCompatHook", "LossCurveHook", "MIMScheduleHook", "NonFiniteLossHook",
            "PreflightHook", "RNGStateHook", "ReconstructionVisHook", "RecordMetricsHook",
-           "RepresentationMonitorHook"]
+           "RepresentationMonitorHook", "RunEvidenceHook"]
