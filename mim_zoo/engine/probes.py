@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -71,8 +71,7 @@ def extract_features(encoder: EncoderProtocol, images: Tensor, batch_size: int =
     """``[N, 3, H, W]`` normalised images -> ``[N, D]`` float32 pooled final tokens (:func:`pool`; encoder frozen,
     under autocast to ``dtype`` if given)."""
     with frozen(encoder, dtype):
-        out = [pool(encoder, encoder(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
-    return torch.cat(out)
+        return torch.cat([pool(encoder, encoder(batch)) for batch in chunks(images, batch_size)])
 
 
 @dataclass(frozen=True, order=True)
@@ -112,15 +111,21 @@ def layer_outputs(encoder: EncoderProtocol, imgs: Tensor) -> dict[Layer, Tensor]
                     "encoder; the depth probe needs its blocks or stages")
 
 
-def depth_features(encoder: EncoderProtocol, images: Tensor, batch_size: int = 250,
-                   dtype: torch.dtype | None = None) -> dict[Layer, Tensor]:
-    """:func:`layer_outputs` of ``[N, 3, H, W]`` normalised images, batch by batch: ``{Layer: [N, C]}`` (float32)."""
+def depth_features(encoder: EncoderProtocol, batches: Iterable[Tensor], dtype: torch.dtype | None = None,
+                   keep: torch.dtype = torch.float32) -> dict[Layer, Tensor]:
+    """:func:`layer_outputs` of every batch of normalised images ``[B, 3, H, W]``, concatenated:
+    ``{Layer: [N, C]}`` on the CPU in ``keep`` (float16 halves the memory of a large split)."""
     parts: dict[Layer, list[Tensor]] = {}
     with frozen(encoder, dtype):
-        for i in range(0, len(images), batch_size):
-            for layer, feats in layer_outputs(encoder, images[i : i + batch_size]).items():
-                parts.setdefault(layer, []).append(feats)
+        for images in batches:
+            for layer, feats in layer_outputs(encoder, images).items():
+                parts.setdefault(layer, []).append(feats.to("cpu", keep))
     return {layer: torch.cat(chunks) for layer, chunks in sorted(parts.items())}
+
+
+def chunks(images: Tensor, batch_size: int = 250) -> Iterator[Tensor]:
+    """``[N, ...]`` in batches of ``batch_size`` (the last may be smaller)."""
+    return (images[i : i + batch_size] for i in range(0, len(images), batch_size))
 
 
 # --- linear probe --------------------------------------------------------------------------------------------------
@@ -128,6 +133,22 @@ def standardize(train: Tensor, test: Tensor, eps: float = 1e-6) -> tuple[Tensor,
     """Both splits standardised with the training split's per-feature mean and std."""
     mean, std = train.mean(0), train.std(0) + eps
     return (train - mean) / std, (test - mean) / std
+
+
+@contextlib.contextmanager
+def threads_for(x: Tensor, small: int = 1 << 22) -> Iterator[None]:
+    """One intra-op thread while working on a small CPU tensor (fewer than ``small`` elements): the ops of a probe
+    on a few thousand features take microseconds, less than OpenMP's synchronisation between threads (one thread
+    fitted the tiny probes 2.5x faster on this project's shared 2-core machine); the setting is restored."""
+    if x.device.type != "cpu" or x.numel() >= small:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def fit_logistic(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int = 200) -> nn.Linear:
@@ -144,7 +165,7 @@ def fit_logistic(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, ma
         loss.backward()
         return loss
 
-    with torch.enable_grad():
+    with torch.enable_grad(), threads_for(x):
         optimizer.step(closure)
     return head
 
@@ -166,6 +187,20 @@ def linear_probe(train: Tensor, train_labels: Tensor, test: Tensor, test_labels:
     head = fit_logistic(train, train_labels, num_classes, best)
     with torch.no_grad():
         return {"top1": accuracy(head(test), test_labels), "weight_decay": best}
+
+
+def probe_depths(train: dict[Layer, Tensor], train_labels: Tensor, val: dict[Layer, Tensor], val_labels: Tensor,
+                 weight_decays: Sequence[float] = (1e-4, 1e-3, 1e-2), device: torch.device | None = None,
+                 seed: int = 0) -> list[dict]:
+    """:func:`linear_probe` of every layer of :func:`depth_features` (train -> val): one row per layer, in depth
+    order, ``{"depth", "layer", "pooling", "top1" (%), "weight_decay"}``."""
+    rows = []
+    for layer in sorted(train):
+        x_train, x_val = (feats[layer].float().to(device) for feats in (train, val))
+        result = linear_probe(x_train, train_labels.to(device), x_val, val_labels.to(device), weight_decays, seed)
+        rows.append(dict(depth=layer.depth, layer=layer.name, pooling=layer.pooling, top1=100 * result["top1"],
+                         weight_decay=result["weight_decay"]))
+    return rows
 
 
 # --- k-NN ----------------------------------------------------------------------------------------------------------

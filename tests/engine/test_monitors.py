@@ -13,7 +13,8 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from mim_zoo.engine.hooks.monitors import class_balanced_subset, configure_monitors, interleave
+from mim_zoo.engine.hooks.monitors import configure_monitors, interleave
+from mim_zoo.engine.labelled import class_balanced_subset
 
 from ..conftest import CATALOGUE
 from ..downstream.conftest import load_tool
@@ -130,7 +131,7 @@ def test_subsets_are_class_balanced_fixed_and_refuse_small_classes():
     picked = class_balanced_subset(labels, per_class=4, seed=0)
     assert picked == sorted(picked) and np.bincount(labels[picked]).tolist() == [4, 4, 4]
     assert picked == class_balanced_subset(labels, per_class=4, seed=0) != class_balanced_subset(labels, 4, seed=1)
-    with pytest.raises(ValueError, match="class 0 has 5 images, fewer than per_class=6"):
+    with pytest.raises(ValueError, match="labelled split: class 0 has 5 images, fewer than per_class=6"):
         class_balanced_subset(labels, per_class=6)
 
 

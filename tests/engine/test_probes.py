@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mim_zoo.core.encoders import MixMIMEncoder, ViTEncoder
-from mim_zoo.engine.probes import (CLS, MEAN, Layer, depth_features, extract_features, knn_accuracy, knn_classify,
-                                   linear_probe, normalised_std, rankme, standardize)
+from mim_zoo.engine.probes import (CLS, MEAN, Layer, chunks, depth_features, extract_features, knn_accuracy,
+                                   knn_classify, linear_probe, normalised_std, rankme, standardize)
 
 
 def blobs(n_per_class: int, num_classes: int, dim: int, spread: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +99,7 @@ def test_depth_features_are_every_block_and_the_final_norm_of_a_vit(tiny_vit_cfg
     cfg = {k: v for k, v in tiny_vit_cfg.items() if k != "type"}
     encoder = ViTEncoder(**cfg)
     images = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    feats = depth_features(encoder, images, batch_size=2)
+    feats = depth_features(encoder, chunks(images, 2))
     assert list(feats) == [Layer(1, "block 1", CLS), Layer(1, "block 1", MEAN), Layer(2, "block 2", CLS),
                            Layer(2, "block 2", MEAN), Layer(3, "final norm", CLS), Layer(3, "final norm", MEAN)]
     with torch.no_grad():
@@ -116,7 +116,7 @@ def test_depth_features_of_a_mixmim_swin_are_its_stages():
     encoder = MixMIMEncoder(arch=dict(embed_dims=16, depths=[1, 1], num_heads=[1, 2]), img_size=32, patch_size=2,
                             window_size=[4, 4])
     images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    feats = depth_features(encoder, images)
+    feats = depth_features(encoder, [images])
     assert list(feats) == [Layer(1, "stage 1", MEAN), Layer(2, "stage 2", MEAN), Layer(3, "final norm", MEAN)]
     assert [f.shape for f in feats.values()] == [(3, 16), (3, 32), (3, 32)]  # the width doubles at the merge
     assert torch.allclose(feats[Layer(3, "final norm", MEAN)], extract_features(encoder, images), atol=1e-5)

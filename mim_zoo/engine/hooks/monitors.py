@@ -28,21 +28,18 @@ ImageNet configs, off in the tiny ones, whose runs take seconds. :func:`configur
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
-import numpy as np
 import torch
 from mmengine.dist import all_gather, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.registry import DATASETS
-from mmpretrain.models import SelfSupDataPreprocessor
 from torch import Tensor
 
 from ..flops import bf16_supported
-from ..probes import KNN_K, KNN_TEMPERATURE, knn_accuracy, normalised_std, pool, rankme
+from ..labelled import labelled_batches, labelled_loader
+from ..probes import KNN_K, KNN_TEMPERATURE, frozen, knn_accuracy, normalised_std, pool, rankme
 from ..registry import HOOKS
 from ..reliability import rng_isolated
 
@@ -64,20 +61,6 @@ def configure_monitors(cfg: Any, enable: bool = False) -> None:
     settings = {k: v for k, v in spec.items() if k != "enabled"}
     if enable or spec.get("enabled", False):
         cfg.setdefault("default_hooks", {})["monitors"] = dict(type="mim_zoo.RepresentationMonitorHook", **settings)
-
-
-def class_balanced_subset(labels: np.ndarray, per_class: int, seed: int = 0) -> list[int]:
-    """``per_class`` indices of every label, drawn without replacement (numpy PCG64, one draw per class in label
-    order), ascending: a fixed, documented subset of a labelled split."""
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        if len(members) < per_class:
-            raise ValueError(f"monitor split: class {label} has {len(members)} images, fewer than "
-                             f"per_class={per_class}")
-        chosen.append(rng.choice(members, size=per_class, replace=False))
-    return sorted(int(i) for i in np.concatenate(chosen))
 
 
 @HOOKS.register_module()
@@ -163,46 +146,14 @@ class RepresentationMonitorHook(Hook):
 
     def _features(self, runner: Any, model: Any, split: str) -> tuple[Tensor, Tensor]:
         """``[N, D]`` pooled features and ``[N]`` labels of one split, in dataset order, gathered from every rank."""
-        loader = self.loaders.get(split) or self._build_loader(runner, split)
+        loader = self.loaders.get(split) or labelled_loader(self.splits[split], self.seed)
         self.loaders[split] = loader
         encoder, device = model.encoder, next(model.parameters()).device
-        dtype = self._dtype(device)
-        was_training = encoder.training
-        encoder.eval()
-        feats, labels = [], []
-        try:
-            with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                for batch in loader:
-                    images = self._normalise(model, batch)
-                    feats.append(pool(encoder, encoder(images)))
-                    labels.append(torch.cat([s.gt_label for s in batch["data_samples"]]).to(device))
-        finally:
-            encoder.train(was_training)
+        labels: list[Tensor] = []
+        with frozen(encoder, self._dtype(device)):
+            feats = [pool(encoder, encoder(images)) for images in labelled_batches(loader, model.data_preprocessor,
+                                                                                   labels)]
         return _gather(torch.cat(feats), len(loader.dataset)), _gather(torch.cat(labels), len(loader.dataset))
-
-    @staticmethod
-    def _normalise(model: Any, batch: dict) -> Tensor:
-        """The batch through the model's data preprocessor: a ``SelfSupDataPreprocessor``'s own casting and
-        normalisation (a subclass that decodes on the device, like the nvjpeg one, receives decoded images here)."""
-        pre = model.data_preprocessor
-        if isinstance(pre, SelfSupDataPreprocessor):
-            images = SelfSupDataPreprocessor.forward(pre, batch, False)["inputs"]
-        else:
-            images = pre(batch, False)["inputs"]
-        return images[0] if isinstance(images, (list, tuple)) else images
-
-    def _build_loader(self, runner: Any, split: str) -> Any:
-        spec = copy.deepcopy(dict(self.splits[split]))
-        per_class = spec.pop("per_class", None)
-        dataset = DATASETS.build(spec.pop("dataset"))
-        if per_class is not None:
-            dataset.get_subset_(class_balanced_subset(np.asarray(dataset.get_gt_labels()), per_class, self.seed))
-        spec.setdefault("num_workers", 0)
-        spec.update(dataset=dataset, sampler=dict(type="DefaultSampler", shuffle=False),
-                    collate_fn=dict(type="default_collate"))
-        if not spec["num_workers"]:
-            spec.pop("persistent_workers", None)
-        return runner.build_dataloader(spec, seed=self.seed)
 
     def _log(self, runner: Any, epoch: int, metrics: dict[str, float], bank: Tensor, query: Tensor) -> None:
         cost = f"{metrics['seconds']:.1f} s" + (f" = {metrics['epoch_fraction']:.1%} of an epoch"
