@@ -13,7 +13,7 @@ from mim_zoo.engine.depth_probe import plot_depths
 
 from .common import markdown_table
 
-HEADERS = ["method", "MFLOPs/img (train step)", "img/s (pretraining)", "matmul util %", "final loss",
+HEADERS = ["method", "MFLOPs/img (train step)", "img/s (pretraining)", "matmul util %", "final loss, equal epochs",
            "linear top-1 %, equal epochs", "k-NN top-1 %, equal epochs", "epochs at equal compute",
            "linear top-1 %, equal compute", "k-NN top-1 %, equal compute", "at init: linear / k-NN %"]
 EVIDENCE_HEADERS = ["method", "encoder", "params M (trainable)", "config hash (seed 0)", "MR-MAE teachers",

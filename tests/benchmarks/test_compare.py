@@ -219,3 +219,21 @@ def test_quiet_estimate_packs_job_cpu_times_onto_the_workers():
 
     assert quiet_estimate([5.0, 4.0, 3.0, 2.0], workers=2) == 7.0  # {5, 2} and {4, 3}
     assert quiet_estimate([5.0, 4.0], workers=1) == 9.0
+
+
+def test_mr_mae_alone_needs_the_studys_teachers_or_their_cached_files(tmp_path):
+    from benchmarks.compare import study_methods
+    from benchmarks.teachers import teacher_path
+
+    study = parse_args(["--methods", "MRMAE", "--seeds", "0", "--work-dir", str(tmp_path)]).study
+    with pytest.raises(ValueError, match="include MAE, BootMAE in --methods"):
+        study_methods(study)
+    assert "model.teachers" not in study_methods(Study(**{**vars(study), "teachers": "config"}))["MRMAE"][1]
+    files = {name: teacher_path(study, name) for name in ("MAE", "BootMAE")}
+    for path in files.values():  # as a study with the same settings left them
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    teachers = study_methods(study)["MRMAE"][1]["model.teachers"]
+    assert [t["checkpoint"] for t in teachers.values()] == [str(files["MAE"]), str(files["BootMAE"])]
+    longer = Study(**{**vars(study), "epochs": study.epochs + 1})
+    assert teacher_path(longer, "MAE").parent != files["MAE"].parent  # other settings, other teachers
