@@ -25,6 +25,7 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 from torch import Tensor, nn
 
 from mim_zoo.engine.catalogue import load_catalogue, replace_readme_section  # noqa: F401  (the scripts' too)
+from mim_zoo.engine.flops import bf16_supported  # noqa: F401  (the scripts' too)
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOGUE = load_catalogue(REPO)
@@ -203,11 +204,3 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast runs natively: CUDA with bf16 support, or a CPU with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    cpu = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else ""
-    return bool(torch.cpu._is_avx512_bf16_supported() or "AMX" in str(cpu))

@@ -3,17 +3,12 @@
 A *training step* is what the Runner does per iteration: forward to the loss (under autocast when asked),
 backward, the optimizer step and the post-step hooks (EMA updates of momentum targets), then ``zero_grad``.
 
-FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` over forward + backward, one multiply-add = 2 FLOPs.
-It counts matmul-like ATen ops only: ``mm``/``addmm``/``bmm``/``baddbmm``, convolutions and the fused attention
-kernels (the CPU flash-attention kernels are added here; torch 2.14 registers only the CUDA ones). It does NOT
-count elementwise ops (GELU, residual adds, dropout), normalisation (LayerNorm), softmax outside fused attention,
-reductions, gathers/indexing, the optimizer update (AdamW is ~15 FLOPs per parameter) or the EMA update. Those are
-memory-bound and show up as time, not FLOPs, which is why utilisation = achieved / matmul peak stays below 1.
+FLOPs and the matmul peak are the package's (:mod:`mim_zoo.engine.flops`: what the counter counts and what it
+leaves out), so the throughput table, the compute-matched study and the run records of training count alike.
 """
 
 from __future__ import annotations
 
-import contextlib
 import resource
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +17,17 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils import flop_counter
+
+# re-exported: the benchmarks' names for the package's counter (mim_zoo.engine.flops)
+from mim_zoo.engine.flops import (  # noqa: F401  # noqa: F401
+    autocast,
+    batch_flops,
+    bf16_supported,
+    flop_counter_mode,
+    flops_per_image,
+    matmul_peak,
+    synchronize,
+)
 
 StepFn = Callable[[Tensor], Tensor]
 
@@ -53,20 +58,6 @@ class Subject:
     group: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     flops_of: str | None = None
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for ``dtype == "bf16"``, a no-op context for ``"fp32"``."""
-    if dtype == "fp32":
-        return contextlib.nullcontext()
-    if dtype != "bf16":
-        raise ValueError(f"dtype must be 'fp32' or 'bf16', got {dtype!r}")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def minor_faults() -> int:
@@ -103,78 +94,12 @@ def timed_step(subject: Subject, images: Tensor, dtype: str) -> dict[str, float]
 
 
 # --- FLOPs ---------------------------------------------------------------------------------------------------------
-def _cpu_flash_forward(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
-    return flop_counter.sdpa_flop_count(query, key, value)
-
-
-def _cpu_flash_backward(grad_out: Any, query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
-    return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)
-
-
-def _cpu_attention_formulas() -> dict:
-    """The CPU fused-attention kernels FlopCounterMode misses in torch 2.14 (same formulas as the CUDA ones)."""
-    aten = torch.ops.aten
-    formulas = {}
-    for name, fn in (("_scaled_dot_product_flash_attention_for_cpu", _cpu_flash_forward),
-                     ("_scaled_dot_product_flash_attention_for_cpu_backward", _cpu_flash_backward)):
-        op = getattr(aten, name, None)
-        if op is not None and op not in flop_counter.flop_registry:
-            formulas[op] = fn
-    return formulas
-
-
-def flop_counter_mode() -> flop_counter.FlopCounterMode:
-    return flop_counter.FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas())
-
-
-def batch_flops(loss_fn: StepFn, images: Tensor, dtype: str = "fp32") -> int:
-    """FLOPs of forward + backward of ``loss_fn`` on one batch (teachers and momentum encoders included: they run in
-    forward). The gradients it leaves are the caller's to discard."""
-    with flop_counter_mode() as counter:
-        with autocast(images.device, dtype):
-            loss = loss_fn(images)
-        loss.backward()
-    return int(counter.get_total_flops())
-
-
-def flops_per_image(loss_fn: StepFn, images: Tensor, dtype: str = "fp32") -> float:
-    return batch_flops(loss_fn, images, dtype) / len(images)
-
-
 def step_flops(subject: Subject, images: Tensor, dtype: str) -> int:
     """:func:`batch_flops` of a subject's loss; its gradients are discarded (the optimizer does not step: it adds no
     matmul FLOPs)."""
     flops = batch_flops(subject.loss, images, dtype)
     subject.optimizer.zero_grad()
     return flops
-
-
-# --- the machine's matmul peak -------------------------------------------------------------------------------------
-def matmul_peak(device: torch.device, dtype: str, sizes: tuple[int, ...] = (1024, 2048, 4096),
-                reps: int = 3) -> dict[str, float]:
-    """Best FLOP/s of square ``torch.mm`` over ``sizes`` (best of ``reps`` each), in the benchmark's dtype.
-
-    Returns ``{"flops_per_s", "size", "cpu_flops_per_s"}``; the last divides by CPU time / threads instead of wall
-    time (CPU only), which a busy machine inflates less.
-    """
-    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-    best = {"flops_per_s": 0.0, "size": 0, "cpu_flops_per_s": 0.0}
-    for n in sizes:
-        a = torch.randn(n, n, device=device, dtype=torch_dtype)
-        b = torch.randn(n, n, device=device, dtype=torch_dtype)
-        torch.mm(a, b)  # warm up (library dispatch, caches)
-        for _ in range(reps):
-            synchronize(device)
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            torch.mm(a, b)
-            synchronize(device)
-            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-            flops = 2.0 * n**3
-            if flops / wall > best["flops_per_s"]:
-                best.update(flops_per_s=flops / wall, size=n)
-            if device.type == "cpu" and cpu > 0:
-                best["cpu_flops_per_s"] = max(best["cpu_flops_per_s"], flops / (cpu / torch.get_num_threads()))
-    return best
 
 
 # --- peak memory ---------------------------------------------------------------------------------------------------

@@ -25,9 +25,20 @@ from mmengine.hooks import Hook
 from PIL import Image
 from torch import Tensor, nn
 
+from mim_zoo.engine.probes import (
+    MEAN,
+    chunks,
+    depth_features,
+    extract_features,
+    knn_accuracy,
+    linear_probe,
+    pool,
+    probe_depths,
+)
+
 from .common import REPO, count_parameters, load_config, quiet_mmengine, total_loss
 from .measure import flops_per_image
-from .probe import extract_features, knn_accuracy, linear_probe, pool
+from .teachers import export_teacher_file
 
 IMAGENET_NORM = ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375])
 
@@ -50,11 +61,20 @@ class Study:
     baselines: bool = True
     supervised: bool = False
     work_root: Path = REPO / "work_dirs" / "compare"
+    # the equal-compute view: pretraining FLOPs per run, a method's name (its compute at `epochs`), or None (off)
+    budget: float | str | None = "MAE"
+    teachers: str = "study"  # MR-MAE's teachers: "study" (the study's MAE / BootMAE encoders) or "config" (random)
+    depth_probe: bool = True  # probe every block / stage of each equal-epoch run
 
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work: ``kind`` is ``"pretrain"`` (a method and seed), ``"pixels"`` or ``"supervised"``."""
+    """One unit of work: ``kind`` is ``"pretrain"`` (a method and seed), ``"pixels"`` or ``"supervised"``.
+
+    A pretraining job runs ``epochs`` (0: the study's), belongs to a ``view`` (``"epochs"``: equal epochs,
+    ``"compute"``: equal compute), probes every depth if ``depth_probe`` and, with ``export_teacher``, writes its
+    encoder there as a teacher file for MR-MAE (:mod:`benchmarks.teachers`).
+    """
 
     kind: str
     name: str = ""
@@ -62,6 +82,11 @@ class Job:
     options: dict[str, Any] = field(default_factory=dict, hash=False)
     seed: int = 0
     with_random_init: bool = False
+    epochs: int = 0
+    view: str = "epochs"
+    depth_probe: bool = False
+    export_teacher: str | None = None
+    after_teachers: bool = False  # waits for the jobs that export the study's teachers
 
 
 # --- pretraining ---------------------------------------------------------------------------------------------------
@@ -86,22 +111,24 @@ class RunRecorder(Hook):
         self.seconds = time.perf_counter() - self.start
 
 
-def study_config(config: Path, options: dict[str, Any], study: Study, seed: int, work_dir: Path) -> Any:
+def study_config(config: Path, options: dict[str, Any], study: Study, seed: int, work_dir: Path,
+                 epochs: int = 0) -> Any:
     """The method's tiny config with the study's shared training settings imposed (types by registered name, so
-    the Runner can dump the config)."""
+    the Runner can dump the config), for ``epochs`` (0: the study's)."""
+    epochs = epochs or study.epochs
     cfg = load_config(config, options)
     # one process x the study's batch, its lr as given (not scaled), its epochs; prepare_config derives the rest
-    cfg.recipe.update(batch_per_gpu=study.batch_size, base_lr=study.lr, lr_scaling="none", epochs=study.epochs)
+    cfg.recipe.update(batch_per_gpu=study.batch_size, base_lr=study.lr, lr_scaling="none", epochs=epochs)
     cfg.train_dataloader.dataset.pop("indices", None)
     if study.train_limit:
         cfg.train_dataloader.dataset.indices = study.train_limit
     cfg.optim_wrapper.optimizer.update(weight_decay=study.weight_decay, betas=(0.9, 0.95))
     if "AdamW" in str(cfg.optim_wrapper.optimizer.type):
         cfg.optim_wrapper.optimizer.fused = True  # same update, one pass over each tensor
-    warmup = min(study.warmup_epochs, study.epochs)
+    warmup = min(study.warmup_epochs, epochs)
     cfg.param_scheduler = [  # the study's own schedule shape (warm-up from 1e-3 of the lr), the same for every method
         dict(type="LinearLR", start_factor=1e-3, by_epoch=True, begin=0, end=warmup, convert_to_iter_based=True),
-        dict(type="CosineAnnealingLR", eta_min=0.0, by_epoch=True, begin=warmup, end=max(study.epochs, warmup + 1),
+        dict(type="CosineAnnealingLR", eta_min=0.0, by_epoch=True, begin=warmup, end=max(epochs, warmup + 1),
              convert_to_iter_based=True),
     ]
     cfg.randomness = dict(seed=seed, diff_rank_seed=False, deterministic=False)
@@ -113,31 +140,41 @@ def study_config(config: Path, options: dict[str, Any], study: Study, seed: int,
     return cfg
 
 
-def pretrain(config: Path, options: dict[str, Any], study: Study, seed: int, work_dir: Path) -> tuple[nn.Module, dict]:
-    """Train one method with the mmengine Runner; return the model (eval mode) and what the run recorded."""
+def pretrain(config: Path, options: dict[str, Any], study: Study, seed: int, work_dir: Path,
+             epochs: int = 0) -> tuple[nn.Module, dict]:
+    """Train one method with the mmengine Runner; return the model (eval mode) and what the run recorded (its
+    losses, speed and the evidence of :class:`mim_zoo.engine.hooks.RunEvidenceHook`)."""
     from mmengine.model import is_model_wrapper
     from mmengine.runner import Runner
 
     from mim_zoo.engine.config import prepare_config
+    from mim_zoo.engine.hooks import RunEvidenceHook
 
-    cfg = prepare_config(study_config(config, options, study, seed, work_dir))
+    cfg = prepare_config(study_config(config, options, study, seed, work_dir, epochs))
     runner = Runner.from_cfg(cfg)
     recorder = RunRecorder()
     runner.register_hook(recorder)
     runner.train()
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     tail = recorder.losses[-max(1, len(recorder.losses) // 20):]  # the last 5% of iterations
+    proof = next(h for h in runner.hooks if isinstance(h, RunEvidenceHook)).record()
     record = {"losses": recorder.losses, "seconds": recorder.seconds, "images": recorder.images,
               "img_per_s": recorder.images / max(recorder.seconds, 1e-9), "final_loss": statistics.mean(tail),
-              "norm": normalisation(cfg), "random_teachers": uses_random_teachers(cfg)}
+              "norm": normalisation(cfg), "random_teachers": uses_random_teachers(cfg),
+              "epochs": cfg.train_cfg.max_epochs, "config_hash": proof["config_hash"],
+              "utilisation": proof["sessions"][-1]["utilisation"], "git_commit": proof["git_commit"]}
     return model.eval(), record
 
 
 def uses_random_teachers(cfg: Any) -> bool:
-    """Whether the config's teachers are random files written by :func:`mim_zoo.synthetic.teachers.generate_teachers`."""
+    """Whether any of the model's teachers is a random file of :func:`mim_zoo.synthetic.teachers.generate_teachers`
+    (the tiny configs'; the study's own teachers replace them, :mod:`benchmarks.teachers`)."""
     from mim_zoo.synthetic.teachers import generate_teachers
 
-    return any(spec.get("type") is generate_teachers for spec in cfg.get("synthetic_data") or [])
+    random_files = {Path(teacher["path"]) for spec in cfg.get("synthetic_data") or []
+                    if spec.get("type") is generate_teachers for teacher in spec["specs"]}
+    teachers = (cfg.model.get("teachers") or {}).values()
+    return any(Path(teacher["checkpoint"]) in random_files for teacher in teachers)
 
 
 def normalisation(cfg: Any) -> tuple[list[float], list[float]]:
@@ -177,15 +214,26 @@ def load_splits(root: Path, per_class: int | None = None) -> LabelledSplits:
     return LabelledSplits(*splits, classes=classes)
 
 
-def evaluate(encoder: nn.Module, data: LabelledSplits, norm: tuple[list[float], list[float]], seed: int) -> dict:
-    """Linear-probe and k-NN top-1 of an encoder's frozen features (``benchmarks/probe.py``)."""
+def evaluate(encoder: nn.Module, data: LabelledSplits, norm: tuple[list[float], list[float]], seed: int,
+             depth: bool = False) -> dict:
+    """Linear-probe and k-NN top-1 of an encoder's frozen features (:mod:`mim_zoo.engine.probes`); with ``depth``
+    also the same probe on every block / stage (``"depth_probe"``: one row per layer), whose final-norm mean row is
+    the linear probe."""
     train, val = data.normalised(norm)
-    f_train, f_val = extract_features(encoder, train), extract_features(encoder, val)
-    return evaluate_features(f_train, f_val, data, seed)
+    if not depth:
+        return evaluate_features(extract_features(encoder, train), extract_features(encoder, val), data, seed)
+    f_train, f_val = depth_features(encoder, chunks(train)), depth_features(encoder, chunks(val))
+    rows = probe_depths(f_train, data.train_labels, f_val, data.val_labels, seed=seed)
+    final = max(layer for layer in f_train if layer.pooling == MEAN)  # the final norm, mean of the patch tokens
+    row = next(r for r in rows if (r["depth"], r["pooling"]) == (final.depth, MEAN))
+    return {**evaluate_features(f_train[final], f_val[final], data, seed, linear=row), "depth_probe": rows}
 
 
-def evaluate_features(f_train: Tensor, f_val: Tensor, data: LabelledSplits, seed: int = 0) -> dict:
-    probe = linear_probe(f_train, data.train_labels, f_val, data.val_labels, seed=seed)
+def evaluate_features(f_train: Tensor, f_val: Tensor, data: LabelledSplits, seed: int = 0,
+                      linear: dict | None = None) -> dict:
+    """Linear probe (or the given row of :func:`probe_depths`) and k-NN on ``[N, D]`` features."""
+    probe = linear_probe(f_train, data.train_labels, f_val, data.val_labels, seed=seed) if linear is None else {
+        "top1": linear["top1"] / 100, "weight_decay": linear["weight_decay"]}
     return {"linear_top1": probe["top1"], "linear_weight_decay": probe["weight_decay"],
             "knn_top1": knn_accuracy(f_train, data.train_labels, f_val, data.val_labels),
             "feature_dim": int(f_val.shape[1])}
@@ -212,14 +260,23 @@ def encoder_key(model: nn.Module) -> str:
 
 def build_initialised(config: Path, options: dict[str, Any], study: Study, seed: int) -> tuple[nn.Module, Any]:
     """The method's model as the Runner initialises it (seeded), and its prepared study config."""
-    from mim_zoo.registry import MODELS
     from mim_zoo.engine.config import prepare_config
+    from mim_zoo.registry import MODELS
 
     cfg = prepare_config(study_config(config, options, study, seed, study.work_root / "init"))
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     model.init_weights()
     return model, cfg
+
+
+def method_flops(config: Path, options: dict[str, Any], study: Study) -> float:
+    """Matmul FLOPs per image of one training step of a method as the study builds it (as measured after training,
+    :func:`pretrain_and_evaluate`; teachers and momentum encoders included), before any training."""
+    model, _ = build_initialised(config, options, study, seed=0)
+    size = model.encoder.grid_size[0] * model.encoder.patch_size
+    images = torch.randn(8, 3, size, size, generator=torch.Generator().manual_seed(0))
+    return flops_per_image(lambda x: total_loss(model.train()(x, mode="loss")), images)
 
 
 def supervised_reference(config: Path, options: dict[str, Any], study: Study, data: LabelledSplits,
@@ -279,17 +336,24 @@ def run_job(study: Study, job: Job, data_root: Path) -> dict[str, Any]:
 
 
 def pretrain_and_evaluate(study: Study, job: Job, data: LabelledSplits) -> dict[str, Any]:
-    model, record = pretrain(job.config, job.options, study, job.seed,
-                             study.work_root / f"{job.name}_{job.seed}".replace(" ", "_").replace("+", ""))
-    record.update(evaluate(model.encoder, data, record.pop("norm"), job.seed))
+    model, record = pretrain(job.config, job.options, study, job.seed, study.work_root / run_name(job), job.epochs)
+    record.update(evaluate(model.encoder, data, record.pop("norm"), job.seed, job.depth_probe))
     size = model.encoder.grid_size[0] * model.encoder.patch_size
     images = torch.randn(8, 3, size, size, generator=torch.Generator().manual_seed(0))
     record.update(flops_per_image=flops_per_image(lambda x: total_loss(model.train()(x, mode="loss")), images),
                   encoder=encoder_key(model), params=count_parameters(model),
-                  encoder_params=count_parameters(model.encoder))
+                  encoder_params=count_parameters(model.encoder), view=job.view)
+    if job.export_teacher:
+        export_teacher_file(model.encoder, Path(job.export_teacher))
     if job.with_random_init:
         initialised, cfg = build_initialised(job.config, job.options, study, job.seed)
         record["random_init"] = evaluate(initialised.encoder, data, normalisation(cfg), job.seed)
-    print(f"  {job.name} seed {job.seed}: loss {record['final_loss']:.4f}, linear {record['linear_top1']:.1%}, "
-          f"k-NN {record['knn_top1']:.1%}, {record['img_per_s']:.0f} img/s", flush=True)
+    print(f"  {job.name} seed {job.seed}, {record['epochs']} epochs ({job.view} view): loss "
+          f"{record['final_loss']:.4f}, linear {record['linear_top1']:.1%}, k-NN {record['knn_top1']:.1%}, "
+          f"{record['img_per_s']:.0f} img/s", flush=True)
     return record
+
+
+def run_name(job: Job) -> str:
+    """The job's work-dir name: method, seed, epochs."""
+    return f"{job.name}_{job.seed}_{job.epochs or 'e'}".replace(" ", "_").replace("+", "")

@@ -33,9 +33,22 @@ import torch  # noqa: E402
 import torch._inductor.config  # noqa: E402
 
 from .breakdown import step_breakdown  # noqa: E402
-from .common import (CATALOGUE, REPO, bf16_supported, build_algorithm, build_optimizer,  # noqa: E402
-                     count_parameters, describe_encoder, input_size, load_config, machine_info, parse_assignments,
-                     quiet_mmengine, replace_readme_section, total_loss)
+from .common import (  # noqa: E402
+    CATALOGUE,
+    REPO,
+    bf16_supported,
+    build_algorithm,
+    build_optimizer,
+    count_parameters,
+    describe_encoder,
+    input_size,
+    load_config,
+    machine_info,
+    parse_assignments,
+    quiet_mmengine,
+    replace_readme_section,
+    total_loss,
+)
 from .measure import Subject, matmul_peak, step_flops, step_peak_memory, timed_step  # noqa: E402
 from .peers import MAEGeometry, mmpretrain_mae, official_mae  # noqa: E402
 from .throughput_report import summarise, to_markdown, write_reports  # noqa: E402

@@ -98,8 +98,8 @@ def flop_ratio_check(subjects: dict[str, Any], dtype: str, baseline: str = "MAE"
         if name == baseline or name != subject["group"] or subject["info"].get("peer"):
             continue
         flop_ratio = subject["flops_per_image"][dtype] / base["flops_per_image"][dtype]
-        times = [b["img_per_s"] / s["img_per_s"] for b, s in zip(base["dtypes"][dtype]["rounds"],
-                                                                 subject["dtypes"][dtype]["rounds"])]
+        rounds = zip(base["dtypes"][dtype]["rounds"], subject["dtypes"][dtype]["rounds"], strict=True)  # interleaved
+        times = [b["img_per_s"] / s["img_per_s"] for b, s in rounds]
         time_ratio = statistics.median(times)
         out[name] = {"flop_ratio": flop_ratio, "time_ratio": spread(times), "excess": time_ratio / flop_ratio - 1,
                      "same_encoder_as_baseline": subject["info"].get("encoder") == base["info"].get("encoder")}

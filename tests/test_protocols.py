@@ -145,17 +145,19 @@ def test_protocol_members_are_what_the_contract_documents():
     assert protocol_members(MaskGeneratorProtocol) == ("__call__", "context_keys", "num_masked")
     assert set(protocol_members(PixelTargetProtocol)) == {"__call__", "bind", "dim", "normalize_prediction",
                                                           "update", "patch_size", "to_pixels"}
-    assert {"forward_visible", "forward_masked", "forward_full"} <= set(protocol_members(PlainEncoderProtocol))
-    assert {"embed", "encode", "stage_masks", "stage_grids"} <= set(protocol_members(HierarchicalEncoderProtocol))
+    assert {"depth", "forward_visible", "forward_masked", "forward_full"} <= set(
+        protocol_members(PlainEncoderProtocol))
+    assert {"embed", "encode", "forward_stages", "stage_masks", "stage_grids"} <= set(
+        protocol_members(HierarchicalEncoderProtocol))
 
 
 def test_a_wrong_encoder_fails_at_build_naming_every_missing_member():
     with pytest.raises(ContractError, match=r"^MixMAE's encoder ViTEncoder does not implement "
-                                            r"HierarchicalEncoderProtocol \(missing encode, stage_grids, "
-                                            r"stage_masks\)"):
+                                            r"HierarchicalEncoderProtocol \(missing encode, forward_stages, "
+                                            r"stage_grids, stage_masks\)"):
         MixMAE(encoder=dict(TINY_VIT))
     with pytest.raises(ContractError, match=r"MAE's encoder MixMIMEncoder does not implement PlainEncoderProtocol "
-                                            r"\(missing forward_full, forward_masked, forward_visible\)"):
+                                            r"\(missing depth, forward_full, forward_masked, forward_visible\)"):
         MAE(encoder=dict(TINY_MIXMIM))
     with pytest.raises(ContractError, match=r"MomentumTarget's encoder MixMIMEncoder .*missing forward_full"):
         MomentumTarget().bind(MODELS.build(dict(TINY_MIXMIM)))

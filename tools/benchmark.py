@@ -4,13 +4,19 @@
     python tools/benchmark.py CKPT --tasks ade20k --gpus 8              # launches torchrun, 8 processes per task
     python tools/benchmark.py CKPT --tasks ade20k --gpus 8 --dry-run    # only prints the commands
     python tools/benchmark.py CKPT --tiny                               # the CPU twins (tiny encoders, toy data)
+    python tools/benchmark.py CKPT --tasks depth_probe                  # the linear probe of every block / stage
 
 Each task trains the benchmark config of the checkpoint's method (configs/benchmarks/{imagenet,ade20k,coco}; the
 paper's recipe, or with --protocol common the encoder family's reference recipe for every method: MAE's for all
-ViTs) with the encoder initialised from the checkpoint, in WORK_DIR/<task>/. The final evaluation's metrics go to
-WORK_DIR/results.json (merged across runs) and the row (method, epochs, linear top-1, fine-tune top-1, ADE20K mIoU,
-COCO box AP, mask AP) to WORK_DIR/results.md. The method is the algorithm plus what a combo swaps in
-("MAE+BlockMasking"), or --name.
+ViTs) with the encoder initialised from the checkpoint, in WORK_DIR/<task>/ (depth_probe trains only linear probes:
+WORK_DIR/depth_probe/depth_probe.{md,json,png}). The console shows one line per task; everything the task prints
+goes to WORK_DIR/<task>/output.log (--verbose: to the console too). The final evaluation's metrics go to
+WORK_DIR/results.json (merged across runs) with the evidence (the commit, package versions and device of this run;
+the pretraining run's config hash, commit, device, images/s, utilisation and wall time from the checkpoint; each
+task's wall time; the paper's numbers for the same method and epochs), and the row (method, epochs, linear top-1,
+fine-tune top-1, ADE20K mIoU, COCO box AP, mask AP, best depth-probe top-1) to WORK_DIR/results.md. The method is
+the algorithm plus what a combo swaps in ("MAE+BlockMasking"), or --name. Rows of --tiny runs are labelled smoke
+tests: the CPU twins train for seconds on toy data, to show that every task runs, not what a method learns.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os.path as osp
 import shlex
 import subprocess
 import sys
+import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))  # this checkout: its catalogue (model-index.yml), configs
 sys.path.insert(0, ROOT)  # run from a checkout without installing
@@ -30,8 +37,9 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 
 import mim_zoo  # noqa: E402,F401  (registers the encoders, applies the compatibility fixes)
-from mim_zoo.core.checkpoints.read import CheckpointError, load_pretrained_encoder  # noqa: E402
-from mim_zoo.engine.benchmark import TASKS, markdown_table, run_task, update_results  # noqa: E402
+from mim_zoo.core.checkpoints.read import CheckpointError, PretrainedEncoder, load_pretrained_encoder  # noqa: E402
+from mim_zoo.engine.benchmark import (SMOKE, TASKS, evidence, markdown_table, method_label, quiet_output,  # noqa: E402
+                                      run_task, task_columns, update_results)
 from mim_zoo.engine.catalogue import load_catalogue  # noqa: E402
 
 
@@ -50,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                        "combo swaps in, e.g. MAE+BlockMasking)")
     parser.add_argument("--gpus", type=int, default=1, help="processes per task; > 1 launches torchrun")
     parser.add_argument("--dry-run", action="store_true", help="print the commands of --gpus > 1 and stop")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show every task's output on the console too (default: WORK_DIR/<task>/output.log)")
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision (needs a CUDA device)")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
@@ -75,7 +85,7 @@ def torchrun_command(args: argparse.Namespace, task: str, work_dir: str) -> list
            args.checkpoint, "--tasks", task, "--work-dir", work_dir, "--protocol", args.protocol,
            "--launcher", "pytorch"]
     cmd += ["--name", args.name] if args.name else []
-    cmd += ["--tiny"] * args.tiny + ["--amp"] * args.amp
+    cmd += ["--tiny"] * args.tiny + ["--amp"] * args.amp + ["--verbose"] * args.verbose
     if args.cfg_options:
         cmd += ["--cfg-options"] + [f"{k}={v}" for k, v in args.cfg_options.items()]
     return cmd
@@ -90,23 +100,52 @@ def main(argv: list[str] | None = None) -> None:
         catalogue = load_catalogue(ROOT)
         recipes = {task: catalogue.recipe(task, pretrained.method, pretrained.canonical, args.protocol, args.tiny)
                    for task in args.tasks}
+        proof = evidence(pretrained, args.name or method_label(pretrained), ROOT)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
-    for task, recipe in recipes.items():
-        if args.gpus > 1 and args.launcher == "none":
+    if is_main_process() and not args.dry_run:
+        print(f"{args.checkpoint}: {pretrained.method}, epoch {pretrained.epoch}; {len(recipes)} task(s) in {work_dir}"
+              + (f" ({SMOKE}s: the CPU twins train for seconds on toy data to show that every task runs; their "
+                 "numbers do not measure the method)" if args.tiny else ""), flush=True)
+    for i, (task, recipe) in enumerate(recipes.items(), 1):
+        if args.gpus > 1 and args.launcher == "none" and task != "depth_probe":  # the depth probe trains no network
             cmd = torchrun_command(args, task, work_dir)
             print(shlex.join(cmd))
             if not args.dry_run:
                 subprocess.run(cmd, check=True)
             continue
-        record = run_task(catalogue.path(recipe.config), args.checkpoint, osp.join(work_dir, task), args.launcher,
-                          args.amp, args.cfg_options)
-        if is_main_process():
-            update_results(results_file, pretrained, task, recipe.config, record, args.name)
+        if args.dry_run:
+            continue
+        run_one(args, i, len(recipes), task, recipe.config, work_dir, pretrained, proof)
     if is_main_process() and osp.exists(results_file) and not args.dry_run:
         with open(results_file) as f:
             print(markdown_table([json.load(f)]))
         print(f"results: {results_file} and {osp.splitext(results_file)[0]}.md")
+
+
+def run_one(args: argparse.Namespace, index: int, count: int, task: str, config: str, work_dir: str,
+            pretrained: PretrainedEncoder, proof: dict) -> None:
+    """One task (``config``: the catalogue's path of its recipe) in this process: its output to its log, one
+    progress line, its results merged."""
+    rank = os.environ.get("RANK", "0")
+    log = osp.join(work_dir, task, "output.log" if rank == "0" else f"output.rank{rank}.log")
+    if is_main_process():
+        print(f"[{index}/{count}] {task}{f' ({SMOKE})' if args.tiny else ''}: ", end="", flush=True)
+    start = time.perf_counter()
+    try:
+        with quiet_output(log, args.verbose):
+            record = run_task(osp.join(ROOT, config), args.checkpoint, osp.join(work_dir, task), args.launcher,
+                              args.amp, args.cfg_options)
+    except BaseException:
+        if is_main_process() and not args.verbose:
+            print(f"failed; the end of {log}:\n" + "".join(open(log).readlines()[-25:]), flush=True)
+        raise
+    seconds = time.perf_counter() - start
+    if is_main_process():
+        update_results(osp.join(work_dir, "results.json"), pretrained, task, config, record, args.name, args.tiny,
+                       seconds, proof)
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in task_columns(task, record).items())
+        print(f"{scores} in {seconds:.0f} s (log: {log})", flush=True)
 
 
 if __name__ == "__main__":

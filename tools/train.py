@@ -1,6 +1,6 @@
 """Pretrain (or train any mim_zoo config) with mmengine's Runner.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--monitors] [--cfg-options k=v ...]
     bash tools/dist_train.sh CONFIG GPUS [...]        # torchrun, one machine
     bash tools/slurm_train.sh PARTITION JOB CONFIG GPUS [...]
 
@@ -28,6 +28,7 @@ from mmengine.runner import Runner  # noqa: E402
 import mim_zoo  # noqa: E402,F401  (registers the plugins, applies the compatibility fixes)
 from mim_zoo.engine.config import load_config, prepare_config  # noqa: E402
 from mim_zoo.engine.reliability import RunAborted  # noqa: E402
+from mim_zoo.engine.hooks.monitors import configure_monitors  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         help="resume from CKPT, or with no value from the latest checkpoint in the work dir")
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision (needs a CUDA device)")
+    parser.add_argument("--monitors", action="store_true",
+                        help="k-NN / RankMe / feature-spread monitors on the config's labelled split, for any config "
+                             "(on by default in the ImageNet ones): mim_zoo/engine/hooks/monitors.py")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
                         help="override config entries, e.g. recipe.epochs=10 model.masking.ratio=0.6 (batch, lr, "
                              "schedule and epochs follow from the recipe: configs/*/ and mim_zoo/engine/recipe.py)")
@@ -57,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join(
             "work_dirs", osp.splitext(osp.relpath(args.config, "configs"))[0].replace(os.sep, "_"))
         prepare_config(cfg, amp=args.amp, resume=args.resume)
+        configure_monitors(cfg, enable=args.monitors)
         runner_type = cfg.get("runner_type", Runner)  # FlexibleRunner for the FSDP / DeepSpeed configs
         runner = (RUNNERS.get(runner_type) if isinstance(runner_type, str) else runner_type).from_cfg(cfg)
     except (ValueError, KeyError, FileNotFoundError) as err:  # bad input: one clear line, no traceback

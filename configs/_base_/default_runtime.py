@@ -7,7 +7,7 @@ from mmengine.visualization import LocalVisBackend, TensorboardVisBackend, Visua
 
 from mim_zoo.engine.hooks import AtomicCheckpointHook, NonFiniteLossHook, RNGStateHook
 from mim_zoo.engine.hooks import CheckpointCompatHook, PreflightHook
-from mim_zoo.engine.hooks import LossCurveHook, ReconstructionVisHook
+from mim_zoo.engine.hooks import LossCurveHook, ReconstructionVisHook, RunEvidenceHook
 
 default_scope = "mim_zoo"
 
@@ -24,6 +24,8 @@ default_hooks = dict(
     checkpoint_compat=dict(type=CheckpointCompatHook),  # load_from / --resume of another model fails, listing keys
     reconstruction_vis=dict(type=ReconstructionVisHook, interval=1),  # WORK_DIR/vis/reconstruction_epoch_N.png
     loss_curve=dict(type=LossCurveHook, interval=1),  # WORK_DIR/vis/loss_curve.png
+    # config hash, commit, versions, device, images/s and matmul utilisation in every checkpoint (meta['evidence'])
+    evidence=dict(type=RunEvidenceHook),
 )
 custom_hooks = []
 

@@ -155,6 +155,10 @@ class PlainEncoderProtocol(EncoderProtocol, Protocol):
     gradient checkpointing when enabled) exactly as the plain forward does.
     """
 
+    @property
+    def depth(self) -> int:
+        """Number of blocks (the keys ``0 .. depth - 1`` of ``return_blocks``)."""
+
     def forward_visible(self, imgs: Tensor, keep_idx: Tensor | None,
                         return_blocks: Sequence[int] = ()) -> tuple[Tensor, dict[int, Tensor]]:
         """Encode the tokens at ``keep_idx [B, K]`` (all for ``None``): ``latent [B, P + K, D]`` after the final
@@ -190,6 +194,10 @@ class HierarchicalEncoderProtocol(EncoderProtocol, Protocol):
 
     def stage_masks(self, mask: Tensor) -> list[Tensor]:
         """A mask on the output grid, nearest-upsampled to every stage: ``[..., L] -> [[..., L_s]]``."""
+
+    def forward_stages(self, imgs: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The unmasked forward keeping every stage: the final-normed ``[B, L, D]`` and each stage's output before
+        its patch merging ``[B, L_s, C_s]`` (the depth probe's layers)."""
 
 
 # --- decoders -----------------------------------------------------------------------------------------------------

@@ -1,19 +1,23 @@
 """Run the downstream benchmarks of one pretraining checkpoint and collect one results row (``tools/benchmark.py``).
 
 A *task* is one benchmark: ``linear`` and ``finetune`` (ImageNet-1k top-1, mmpretrain), ``ade20k`` (mIoU, mmseg),
-``coco`` (box and mask AP, mmdet), as :data:`mim_zoo.engine.catalogue.TASKS` defines them. :func:`recipe_config`
-asks the catalogue for the config of a task for the checkpoint's method (the paper's recipe, or its encoder
-family's reference recipe with ``protocol="common"``: MAE's for every ViT; the CPU twins with ``tiny=True``);
-:func:`run_task` trains it with mmengine's Runner and records the metrics of the final evaluation
-(:class:`RecordMetricsHook`); :func:`update_results` merges them into ``results.json`` and writes ``results.md``, one
-row per checkpoint, named by :func:`method_label` (the algorithm, plus what a combo swaps in).
+``coco`` (box and mask AP, mmdet), ``depth_probe`` (the linear probe of every depth, :mod:`.depth_probe`), as
+:data:`mim_zoo.engine.catalogue.TASKS` defines them. :func:`recipe_config` asks the catalogue for the config of a task
+for the checkpoint's method (the paper's recipe, or its encoder family's reference recipe with ``protocol="common"``:
+MAE's for every ViT; the CPU twins with ``tiny=True``); :func:`run_task` trains it with mmengine's Runner and records
+the metrics of the final evaluation (:class:`RecordMetricsHook`); :func:`update_results` merges them into
+``results.json`` and writes ``results.md``, one row per checkpoint, named by :func:`method_label` (the algorithm, plus
+what a combo swaps in), with the row's :func:`evidence` (commit, versions, device, the pretraining run's speed and
+the paper's numbers). :func:`quiet_output` sends a task's console output to its log file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import os.path as osp
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,8 @@ MMCV_OPS_USERS = {"mmseg": "ADE20K segmentation with mmseg", "mmdet": "COCO dete
 
 COLUMNS = (("method", "method"), ("epochs", "epochs"), ("linear_top1", "linear top-1"),
            ("finetune_top1", "fine-tune top-1"), ("ade20k_miou", "ADE20K mIoU"), ("coco_box_ap", "COCO box AP"),
-           ("coco_mask_ap", "COCO mask AP"))
+           ("coco_mask_ap", "COCO mask AP"), ("depth_probe_top1", "best depth-probe top-1"))
+SMOKE = "tiny smoke test"  # what a row of the CPU twins is: the wiring runs; the numbers say nothing of the method
 
 
 def recipe_config(task: str, pretrained: PretrainedEncoder, protocol: str = "paper", tiny: bool = False,
@@ -84,9 +89,15 @@ def run_task(config: str | Path, checkpoint: str, work_dir: str, launcher: str =
     """Train ``config`` from ``checkpoint`` with mmengine's Runner; return the final evaluation's metrics record.
 
     Every benchmark config evaluates at the end of training; one without a validation loop is tested after it.
-    In a distributed run the record is returned by the main process only (``None`` elsewhere).
+    In a distributed run the record is returned by the main process only (``None`` elsewhere). The depth probe
+    (a config with a ``probe`` entry) trains no network: :func:`mim_zoo.engine.depth_probe.run_depth_probe`.
     """
     from mmengine.runner import Runner
+
+    if "probe" in Config.fromfile(str(config)):
+        from .depth_probe import run_depth_probe
+
+        return run_depth_probe(config, checkpoint, work_dir, cfg_options) if is_main_process() else None
 
     cfg = task_config(config, checkpoint, work_dir, launcher, amp, cfg_options)
     metrics_file = osp.join(work_dir, "metrics.json")
@@ -102,6 +113,24 @@ def run_task(config: str | Path, checkpoint: str, work_dir: str, launcher: str =
         return json.load(f)
 
 
+@contextlib.contextmanager
+def quiet_output(log_file: str, verbose: bool = False) -> Iterator[None]:
+    """Send everything a task prints (mmengine's console handler, warnings, pycocotools' summaries) to
+    ``log_file`` instead of the console; a no-op with ``verbose``. The file stays open for the process's life:
+    loggers created inside keep writing to it."""
+    if verbose:
+        yield
+        return
+    os.makedirs(osp.dirname(osp.abspath(log_file)), exist_ok=True)
+    stream = open(log_file, "a", buffering=1)  # noqa: SIM115  (outlives the block, see the docstring)
+    _OPEN_LOGS.append(stream)
+    with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+        yield
+
+
+_OPEN_LOGS: list = []
+
+
 def task_columns(task: str, record: dict) -> dict[str, float]:
     """The row columns of ``task`` from a metrics record (a missing metric is an error naming what is there)."""
     columns = {}
@@ -113,10 +142,13 @@ def task_columns(task: str, record: dict) -> dict[str, float]:
 
 
 def update_results(results_file: str, pretrained: PretrainedEncoder, task: str, config: str | Path,
-                   record: dict, name: str | None = None) -> dict:
+                   record: dict, name: str | None = None, tiny: bool = False, seconds: float | None = None,
+                   evidence: dict | None = None) -> dict:
     """Merge one task's outcome into ``results_file`` (JSON) and rewrite the markdown table next to it.
 
-    ``name`` is the row's "method" column (default :func:`method_label`).
+    ``name`` is the row's "method" column (default :func:`method_label`); ``tiny`` marks a row of the CPU twins
+    (a smoke test, labelled so in the table); ``seconds`` is the task's wall time; ``evidence`` (:func:`evidence`)
+    what the numbers were measured with, and the paper's numbers for the same method and epochs.
     """
     results: dict = {}
     if osp.exists(results_file):
@@ -124,15 +156,46 @@ def update_results(results_file: str, pretrained: PretrainedEncoder, task: str, 
             results = json.load(f)
     if results.get("checkpoint") not in (None, osp.abspath(pretrained.source)):
         raise ValueError(f"{results_file} holds results of {results['checkpoint']}; choose another --work-dir")
+    if results.get("tiny", tiny) != tiny:
+        raise ValueError(f"{results_file} holds {'tiny' if results['tiny'] else 'full-size'} results; keep --tiny "
+                         "runs and full-size ones in separate --work-dir")
     results.update(checkpoint=osp.abspath(pretrained.source), method=name or method_label(pretrained),
                    algorithm=pretrained.method, components=pretrained.components, epochs=pretrained.epoch,
-                   encoder=pretrained.encoder_cfg)
-    results.setdefault("tasks", {})[task] = dict(config=str(config), **task_columns(task, record), evaluation=record)
+                   encoder=pretrained.encoder_cfg, tiny=tiny)
+    if evidence is not None:
+        results["evidence"] = evidence
+    results.setdefault("tasks", {})[task] = dict(config=str(config), **task_columns(task, record), seconds=seconds,
+                                                 evidence=evidence and evidence.get("benchmark"), evaluation=record)
     with open(results_file, "w") as f:
         json.dump(results, f, indent=2)
     with open(osp.splitext(results_file)[0] + ".md", "w") as f:
         f.write(markdown_table([results]) + "\n")
     return results
+
+
+def evidence(pretrained: PretrainedEncoder, method: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What a row was measured with: ``benchmark`` (the environment of this run: commit, versions, device),
+    ``pretraining`` (the checkpoint's own record, :class:`mim_zoo.engine.hooks.RunEvidenceHook`: config hash,
+    commit, device, images/s, utilisation, wall time; ``None`` for checkpoints written without it) and ``paper`` (the
+    catalogue's published numbers for this method and pretraining epochs, with their sources)."""
+    from ..core.checkpoints.read import read_checkpoint
+    from .evidence import environment, pretraining_evidence
+
+    pretraining = pretraining_evidence(read_checkpoint(pretrained.source))
+    return {"benchmark": environment(root=root), "pretraining": pretraining,
+            "paper": paper_numbers(method, pretrained.epoch, root)}
+
+
+def paper_numbers(method: str, epochs: int | None, root: str | os.PathLike | None = None) -> dict[str, dict]:
+    """``{column: {"value", "source"}}``: the catalogue's results for the pretraining setting of ``method`` (an
+    algorithm or combo name) at ``epochs``; empty when none is published."""
+    catalogue = load_catalogue(root)
+    numbers: dict[str, dict] = {}
+    for collection, model in catalogue.results():
+        if collection.name == method and model.epochs == epochs:
+            for result in model.results:
+                numbers.update({k: {"value": v, "source": result.source} for k, v in result.metrics.items()})
+    return numbers
 
 
 def results_row(results: dict) -> dict[str, Any]:
@@ -144,9 +207,17 @@ def results_row(results: dict) -> dict[str, Any]:
 
 
 def markdown_table(all_results: list[dict]) -> str:
-    """A markdown table with one row per results file."""
+    """A markdown table with one row per results file; rows of the CPU twins say they are smoke tests, and a
+    published number follows ours as ``ours (paper X)``."""
     lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for results in all_results:
         row = results_row(results)
-        lines.append("| " + " | ".join("-" if row.get(k) is None else str(row[k]) for k, _ in COLUMNS) + " |")
+        if results.get("tiny"):
+            row["method"] = f"{row['method']} ({SMOKE})"
+        paper = (results.get("evidence") or {}).get("paper") or {}
+        cells = ["-" if row.get(k) is None else str(row[k]) for k, _ in COLUMNS]
+        for i, (key, _) in enumerate(COLUMNS):
+            if key in paper:
+                cells[i] += f" (paper {paper[key]['value']:g})"
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

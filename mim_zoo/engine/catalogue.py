@@ -79,6 +79,9 @@ TASKS = {
     "ade20k": Task("ADE20K", (Metric("ade20k_miou", "mIoU", "mIoU", 1.0),)),
     "coco": Task("COCO", (Metric("coco_box_ap", "box AP", "coco/bbox_mAP", 100.0),
                           Metric("coco_mask_ap", "mask AP", "coco/segm_mAP", 100.0))),
+    # the linear probe of every depth (mim_zoo/engine/depth_probe.py); the row holds its best layer's top-1
+    "depth_probe": Task("ImageNet-1k", (Metric("depth_probe_top1", "Best Top 1 Accuracy", "depth_probe/best_top1",
+                                               1.0),)),
 }
 
 

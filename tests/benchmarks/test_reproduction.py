@@ -51,3 +51,39 @@ def test_a_file_that_is_not_a_results_file_is_a_clear_error(tmp_path):
     path.write_text("{}")
     with pytest.raises(ValueError, match="not a tools/benchmark.py results file"):
         load_results([path])
+
+
+def benchmark_results(method: str, epochs: int, tiny: bool = False) -> dict:
+    """A results file as tools/benchmark.py writes it (mim_zoo.engine.benchmark.update_results / evidence)."""
+    pretraining = {"config_hash": "0123456789ab", "git_commit": "f" * 40 + "+dirty", "img_per_s": 2041.4,
+                   "utilisation": 0.4123, "wall_s": 36000.0,
+                   "device": {"type": "cuda", "name": "NVIDIA A100-SXM4-80GB", "count": 8}}
+    benchmark = {"git_commit": "a" * 40, "device": {"type": "cuda", "name": "NVIDIA H100", "count": 1}}
+    return {"checkpoint": f"/x/{method}.pth", "method": method, "epochs": epochs, "tiny": tiny,
+            "evidence": {"pretraining": pretraining, "benchmark": benchmark, "paper": {}},
+            "tasks": {"linear": {"config": "c.py", "linear_top1": 64.0, "seconds": 5400.0, "evaluation": {}}}}
+
+
+def test_a_folder_is_searched_down_and_smoke_tests_are_left_out(tmp_path, capsys):
+    for name, doc in {"mae": benchmark_results("MAE", 1600), "tiny": benchmark_results("MAE", 800, tiny=True)}.items():
+        (tmp_path / name / "run").mkdir(parents=True)
+        (tmp_path / name / "run" / "results.json").write_text(json.dumps(doc))
+    assert load_results([tmp_path]) == {("MAE", 1600): {"linear_top1": 64.0}}  # not the tiny 800-epoch one
+    assert "left out" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="no such results file or folder"):
+        load_results([tmp_path / "missing"])
+
+
+def test_every_mim_zoo_row_carries_its_evidence(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps(benchmark_results("MAE", 1600)))
+    text = main([str(tmp_path)])
+    assert "| MAE | ViT-B/16 | 1600 | 83.6 / — | 68.0 / 64.0 (-4.0) |" in text
+    evidence = text.split("Evidence of the mim_zoo numbers")[1]
+    row = next(line for line in evidence.splitlines() if line.startswith("| MAE"))
+    assert row == ("| MAE | 1600 | 0123456789ab | ffffffffff+dirty | 8 x NVIDIA A100-SXM4-80GB | 2041 | 41.2 | 10.0 | "
+                   "aaaaaaaaaa | 1 x NVIDIA H100 | linear 1.50 |")
+
+
+def test_without_results_the_table_has_paper_numbers_only():
+    text = main([])
+    assert "Evidence of the mim_zoo numbers" not in text and "| MAE | ViT-B/16 | 1600 | 83.6 / — |" in text

@@ -20,7 +20,7 @@ from mim_zoo.registry import MODELS
 from ..conftest import CATALOGUE
 from .conftest import load_tool, run_tool
 
-COLUMNS = ("linear_top1", "finetune_top1", "ade20k_miou", "coco_box_ap", "coco_mask_ap")
+COLUMNS = ("linear_top1", "finetune_top1", "ade20k_miou", "coco_box_ap", "coco_mask_ap", "depth_probe_top1")
 
 
 @pytest.fixture(params=["mae", "mixmae"])
@@ -35,8 +35,7 @@ def family_checkpoint(request, tiny_checkpoint, pretraining_checkpoint) -> tuple
 def test_tiny_benchmark_of_all_tasks_writes_the_results_row(family_checkpoint, tmp_path, capsys):
     checkpoint, method, epochs = family_checkpoint
     # tools/benchmark.py's main in this process: the same code path as the command line without a second start-up
-    load_tool("benchmark").main([checkpoint, "--tiny", "--tasks", "linear,finetune,ade20k,coco",
-                                 "--work-dir", str(tmp_path)])
+    load_tool("benchmark").main([checkpoint, "--tiny", "--tasks", ",".join(TASKS), "--work-dir", str(tmp_path)])
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["checkpoint"] == checkpoint and (results["method"], results["epochs"]) == (method, epochs)
     row = results_row(results)
@@ -46,12 +45,21 @@ def test_tiny_benchmark_of_all_tasks_writes_the_results_row(family_checkpoint, t
     for task in TASKS:  # the twins of the checkpoint's encoder family, each evaluated once at the end
         entry = results["tasks"][task]
         assert entry["config"] == CATALOGUE.recipe(task, pretrained.method, pretrained.canonical, tiny=True).config
-        assert entry["evaluation"]["phase"] == "val" and (tmp_path / task / "metrics.json").is_file()
+        assert entry["evaluation"]["phase"] == "val" and entry["seconds"] > 0
+        assert (tmp_path / task / "output.log").stat().st_size > 0, task  # what the task printed went to its log
+    assert (tmp_path / "coco" / "metrics.json").is_file() and (tmp_path / "depth_probe" / "depth_probe.png").is_file()
     assert results["tasks"]["coco"]["evaluation"]["metrics"]["coco/segm_mAP"] * 100 == pytest.approx(
         row["coco_mask_ap"], abs=0.01)
+    assert results["tiny"] and results["evidence"]["pretraining"]["sessions"][0]["images"] > 0  # from the checkpoint
+    assert results["evidence"]["benchmark"]["device"]["count"] == 1 and results["evidence"]["paper"] == {}
     table = (tmp_path / "results.md").read_text()
     assert table.splitlines()[0].startswith("| method | epochs | linear top-1 | fine-tune top-1 | ADE20K mIoU")
-    assert f"| {method} | {epochs} | " in table and table.strip() in capsys.readouterr().out
+    assert f"| {method} (tiny smoke test) | {epochs} | " in table
+    out = capsys.readouterr().out
+    progress = [line for line in out.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in progress] == [f"[{i}/{len(TASKS)}" for i in range(1, len(TASKS) + 1)]
+    assert all("(tiny smoke test): " in line and "(log: " in line for line in progress)
+    assert table.strip() in out and len(out.splitlines()) <= len(TASKS) + 6  # one line per task, not thousands
 
 
 def test_recipes_follow_the_method_and_the_encoder_family(tiny_pretrained):
@@ -150,7 +158,7 @@ def test_results_merge_and_refuse_another_checkpoint(tiny_pretrained, tmp_path):
     assert results_row(results) == dict(method="MAE", epochs=2, ade20k_miou=41.23, coco_box_ap=51.23,
                                         coco_mask_ap=44.56)
     assert results["algorithm"] == "MAE" and results["components"]["masking"] == "RandomMasking"
-    assert markdown_table([results]).splitlines()[2] == "| MAE | 2 | - | - | 41.23 | 51.23 | 44.56 |"
+    assert markdown_table([results]).splitlines()[2] == "| MAE | 2 | - | - | 41.23 | 51.23 | 44.56 | - |"
     renamed = update_results(results_file, tiny_pretrained, "coco", "cfg.py", coco, name="MAE+my-mask")
     assert markdown_table([renamed]).splitlines()[2].startswith("| MAE+my-mask | 2 |")
     with pytest.raises(ValueError, match="holds results of"):

@@ -3,7 +3,7 @@
 # (facebookresearch/mae main_pretrain.py; LightDXY/BootMAE datasets.py; Sense-X/MixMIM main_pretrain.py).
 from mmcv.transforms import RandomFlip
 from mmengine.dataset import DefaultSampler, default_collate
-from mmpretrain.datasets import ImageNet, PackInputs, RandomResizedCrop
+from mmpretrain.datasets import CenterCrop, ImageNet, PackInputs, RandomResizedCrop, ResizeEdge
 from mmpretrain.models import SelfSupDataPreprocessor
 
 from mim_zoo.engine.pipeline import (
@@ -59,4 +59,21 @@ train_dataloader = dict(
     sampler=dict(type=DefaultSampler, shuffle=True),
     collate_fn=pipelines[pipeline_impl]["collate_fn"],
     dataset=dict(type=ImageNet, data_root=data_root, split="train", pipeline=train_pipeline),
+)
+
+# Online representation monitors (mim_zoo/engine/hooks/monitors.py), on in every ImageNet config: every 10 epochs (and
+# at the start and the end) the k-NN top-1 of 5,000 val images (5 per class, 10% of val) against a bank of 128,000
+# train images (128 per class, 10% of train), both class-balanced draws fixed by seed 0, resized to 256 on the short
+# side and centre-cropped (mmpretrain's ImageNet test pipeline), and the RankMe and spread of the bank's features.
+# Off: `--cfg-options monitors.enabled=False`; the cost is logged with every evaluation.
+monitor_pipeline = [dict(type=CheckedLoadImage, on_corrupt="raise"),
+                    dict(type=ResizeEdge, scale=256, edge="short", backend="pillow", interpolation="bicubic"),
+                    dict(type=CenterCrop, crop_size=img_size),
+                    dict(type=PackInputs)]
+monitors = dict(
+    enabled=True, interval=10,
+    bank=dict(batch_size=256, num_workers=8, per_class=128,
+              dataset=dict(type=ImageNet, data_root=data_root, split="train", pipeline=monitor_pipeline)),
+    query=dict(batch_size=256, num_workers=8, per_class=5,
+               dataset=dict(type=ImageNet, data_root=data_root, split="val", pipeline=monitor_pipeline)),
 )

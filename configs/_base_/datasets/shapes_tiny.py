@@ -36,3 +36,15 @@ train_dataloader = dict(
     dataset=dict(type=CustomDataset, data_root=data_root, data_prefix="train", pipeline=train_pipeline,
                  indices=dict(type=class_balanced_indices, per_class=8, seed=0)),
 )
+
+# Online representation monitors (mim_zoo/engine/hooks/monitors.py): off in the tiny configs (their runs take seconds);
+# `tools/train.py CONFIG --monitors` switches them on: after every epoch the k-NN top-1 of the held-out val split
+# (500 images) against the whole train split (2,000), and the RankMe and spread of the train features.
+monitor_pipeline = [dict(type=CheckedLoadImage, on_corrupt="raise"), dict(type=PackInputs)]  # already 32 x 32
+monitors = dict(
+    enabled=False, interval=1,
+    bank=dict(batch_size=250, dataset=dict(type=CustomDataset, data_root=data_root, data_prefix="train",
+                                           pipeline=monitor_pipeline)),
+    query=dict(batch_size=250, dataset=dict(type=CustomDataset, data_root=data_root, data_prefix="val",
+                                            pipeline=monitor_pipeline)),
+)

@@ -212,7 +212,16 @@ class MixMIMEncoder(BaseModule):
         Returns:
             ``[B, L, D]`` output tokens after the final norm (``L`` = 49, ``D`` = 1024 for MixMIM-B at 224).
         """
+        return self._run_stages(tokens, source_masks)[0]
+
+    def forward_stages(self, imgs: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The plain (unmixed) forward, keeping every stage's output: ``[B, 3, H, W] ->`` the final-normed
+        ``[B, L, D]`` and, per stage, its blocks' output before the stage's patch merging ``[B, L_s, C_s]``."""
+        return self._run_stages(self.embed(imgs), None)
+
+    def _run_stages(self, tokens: Tensor, source_masks: Sequence[Tensor] | None) -> tuple[Tensor, list[Tensor]]:
         x = self.mixmim.drop_after_pos(tokens + self.mixmim.absolute_pos_embed)
+        stages = []
         for stage, layer in enumerate(self.mixmim.layers):
             grid, window = tuple(layer.input_resolution), layer.blocks[0].window_size
             x = to_windows(x, grid, window)  # [B, nW, N, C]
@@ -226,9 +235,10 @@ class MixMIMEncoder(BaseModule):
                 else:
                     x = mixmim_block(block, x, source_bias)
             x = from_windows(x, grid, window)  # [B, L_s, C]
+            stages.append(x)
             if layer.downsample is not None:
                 x = layer.downsample(x, layer.input_resolution)[0]
-        return self.mixmim.norm(x)
+        return self.mixmim.norm(x), stages
 
     def forward(self, imgs: Tensor) -> Tensor:
         """``[B, 3, H, W] -> [B, L, D]``: plain (unmixed) output tokens after the final norm, no pooling."""
