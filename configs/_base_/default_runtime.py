@@ -1,13 +1,20 @@
 # Runtime shared by every pretraining config: mmengine hooks, logging (console + TensorBoard), seeding, and the
-# reliability hooks (mim_zoo/engine/reliability.py, validation.py, visualization.py). Those are *named* default hooks rather
-# than custom_hooks, so a leaf config that assigns its own custom_hooks keeps them; switch one off with
+# reliability, preflight and visualization hooks (mim_zoo/engine/hooks/). Those are *named* default hooks rather than
+# custom_hooks, so a leaf config that assigns its own custom_hooks keeps them; switch one off with
 # `--cfg-options default_hooks.<name>=None` (tools/train.py drops it).
 from mmengine.hooks import DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
 from mmengine.visualization import LocalVisBackend, TensorboardVisBackend, Visualizer
 
-from mim_zoo.engine.hooks import AtomicCheckpointHook, NonFiniteLossHook, RNGStateHook
-from mim_zoo.engine.hooks import CheckpointCompatHook, PreflightHook
-from mim_zoo.engine.hooks import LossCurveHook, ReconstructionVisHook, RunEvidenceHook
+from mim_zoo.engine.hooks import (
+    AtomicCheckpointHook,
+    CheckpointCompatHook,
+    LossCurveHook,
+    NonFiniteLossHook,
+    PreflightHook,
+    ReconstructionVisHook,
+    RNGStateHook,
+    RunEvidenceHook,
+)
 
 default_scope = "mim_zoo"
 

@@ -5,9 +5,8 @@ import torch
 
 from mim_zoo.core.algorithms import MAE
 from mim_zoo.core.checkpoints import convert_state_dict
-from mim_zoo.core.tokens import sincos_pos_embed_2d
 from mim_zoo.core.masking import RandomMasking
-from mim_zoo.core.tokens import gather_tokens, mask_to_indices
+from mim_zoo.core.tokens import gather_tokens, mask_to_indices, sincos_pos_embed_2d
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ data_preprocessor = dict(type=SelfSupDataPreprocessor, mean=[123.675, 116.28, 10
 # (benchmarks/README.md, "4. The input pipeline"):
 #   "fast"        the crop box sampled from the file's header, the JPEG decoded at the smallest DCT scale that keeps
 #                 the crop >= 2 x img_size (1/2, 1/4, 1/8), only the crop's region (libjpeg-turbo 3, bundled in the
-#                 stack's turbojpeg wheel; else the whole image by OpenCV), then resize with torch's Pillow-filter kernels
+#                 stack's turbojpeg wheel; else the whole image by OpenCV), then resize with torch's Pillow-filter
+#                 kernels
 #   "mmpretrain"  mmpretrain's transforms: full decode (OpenCV), crop, Pillow resize, flip
 #   "nvjpeg"      CUDA only: the workers read the files and sample the crop boxes; the data preprocessor decodes the
 #                 batch with nvjpeg and crops, resizes and flips on the GPU

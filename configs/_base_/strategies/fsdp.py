@@ -1,7 +1,7 @@
 # Fully sharded data parallel (torch FSDP) through mmengine's FlexibleRunner, for models whose weights, gradients and
 # AdamW states crowd one GPU (ViT-L/H, Swin-L). Import it next to a leaf config (see configs/mae/vitl_800e_fsdp.py).
-# Every transformer block is one FSDP unit (mim_zoo.engine.sharding.wrap_blocks, by class name); encoders with other block
-# classes (e.g. Swin) add theirs: strategy.model_wrapper.auto_wrap_policy.block_names = ["Block", "SwinBlock"].
+# Every transformer block is one FSDP unit (mim_zoo.engine.sharding.wrap_blocks, by class name); encoders with other
+# block classes (e.g. Swin) add theirs: strategy.model_wrapper.auto_wrap_policy.block_names = ["Block", "SwinBlock"].
 # Needs CUDA GPUs (mmengine places each shard on the process's GPU).
 from mmengine._strategy import FSDPStrategy
 from mmengine.runner import FlexibleRunner

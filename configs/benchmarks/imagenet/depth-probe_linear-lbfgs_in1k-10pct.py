@@ -4,7 +4,8 @@
 # regression on standardised features (mim_zoo/engine/probes.py: linear_probe, its L2 weight chosen on a held-out fifth
 # of train) on a fixed, class-balanced 10% of ImageNet-1k train (128 images per class) and scored on 10% of val (5 per
 # class): the split the pretraining monitors use (configs/_base_/datasets/imagenet_pretrain.py). Inputs are normalised
-# as the checkpoint's pretraining config normalised them. Features are kept in float16 (26 x 128k x 768 for ViT-B: 5 GB).
+# as the checkpoint's pretraining config normalised them. Features are kept in float16 (26 x 128k x 768 for ViT-B:
+# 5 GB).
 data_root = 'data/imagenet/'
 img_size = 224
 test_pipeline = [  # mmpretrain's ImageNet test pipeline

@@ -1,6 +1,7 @@
 # Combination no paper trained: MR-MAE with BootMAE's block-wise masking (BEiT blocks of 120 patches topped up to
 # exactly 147 of 196; LightDXY/BootMAE datasets.py + utils.py:mask_to_index). The mimic loss then acts on visible
-# tokens that cluster outside large holes, the reconstruction on block-shaped holes. Otherwise configs/mrmae/vitb_400e.py.
+# tokens that cluster outside large holes, the reconstruction on block-shaped holes. Otherwise
+# configs/mrmae/vitb_400e.py.
 from mmengine.config import read_base
 
 from mim_zoo.core.masking import BlockMasking

@@ -1,4 +1,5 @@
-# Tiny CPU twin of combos/mrmae_bootmae_decoder: configs/mrmae/tiny_cpu.py with BootMAE's pixel decoder (32-d, 2 blocks).
+# Tiny CPU twin of combos/mrmae_bootmae_decoder: configs/mrmae/tiny_cpu.py with BootMAE's pixel decoder (32-d,
+# 2 blocks).
 from mmengine.config import read_base
 
 from mim_zoo.core.algorithms import BootMAEPixelDecoder
