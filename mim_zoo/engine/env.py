@@ -106,12 +106,6 @@ def check_stack() -> None:
         _require_in_range(pins[name], version)
         if str(version) != pins[name].tested:
             warnings.warn(f"mim_zoo is tested with {name} {pins[name].tested}, found {version}", stacklevel=2)
-    if installed("transformers") is not None and installed("pycocotools") is not None:
-        warnings.warn(
-            "transformers and pycocotools are both installed: `import mmpretrain` then loads its multimodal models, "
-            "which fail with recent transformers. Uninstall transformers (mim_zoo does not use it).",
-            stacklevel=2,
-        )
 
 
 def mmcv_ops_backend() -> str | None:
