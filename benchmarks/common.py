@@ -188,6 +188,8 @@ def machine_info(device: torch.device, threads: int) -> dict[str, Any]:
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+        info["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
+        info["cuda"] = torch.version.cuda
     return info
 
 
@@ -202,8 +204,8 @@ def _cpu_model() -> str:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast runs natively: CUDA with bf16 support, or a CPU with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    cpu = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else ""
-    return bool(torch.cpu._is_avx512_bf16_supported() or "AMX" in str(cpu))
+    """Whether bf16 autocast runs natively: CUDA of compute capability >= 8.0, or a CPU with AVX512-BF16 or AMX-BF16
+    (:func:`mim_zoo.engine.env.device_support`, which ``tools/train.py`` checks runs against)."""
+    from mim_zoo.engine.env import device_support
+
+    return bool(device_support(device.type).native_bf16)

@@ -15,6 +15,7 @@ from mmengine.config import Config
 from mmengine.utils import import_modules_from_strings
 
 from .config_checks import check_config_types, check_dataset_root, check_strategy, drop_disabled_hooks
+from .env import check_run_environment
 from .pipeline import apply_pipeline_impl
 from .reliability import find_resume_checkpoint
 
@@ -52,6 +53,7 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
     if not torch.cuda.is_available():
         _adapt_to_cpu(cfg)
     _check_batch_size(cfg)
+    check_run_environment(cfg)  # what the run asks of this machine's device: fails or warns with the fix
     return cfg
 
 
