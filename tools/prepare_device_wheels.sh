@@ -13,6 +13,7 @@
 #     machine's torchvision, CPU and CUDA, through mim_zoo.engine.mmcv_ops);
 #   * their requirements that the machine's image lacks (.library/device/KINDS.md lists what it has), at the versions
 #     of this venv (the tested ones): pure-Python wheels, and cp312 manylinux builds of pycocotools and shapely;
+#   * turbojpeg's cp312 manylinux wheel (it bundles libjpeg-turbo 3) where mim_zoo/requirements.txt lists it;
 #   * setuptools < 82 (mmseg::/mmdet:: base configs import pkg_resources, which setuptools 82 removed);
 #   * with --official-mae, facebookresearch/mae's models_mae.py and util/pos_embed.py (CC BY-NC 4.0, with its
 #     LICENSE), the third MAE of benchmarks/throughput.py (--official-mae); never committed.
@@ -52,6 +53,10 @@ pin() { bash "$repo/tools/install.sh" --print-pins | grep -E "^$1=="; }
 specs=()
 for name in "${OPENMMLAB[@]}"; do specs+=("$(pin "$name")"); done
 for name in "${PURE[@]}" "${BINARY[@]}"; do specs+=("$name==$(version_here "$name")"); done
+# turbojpeg (the region decoder's libjpeg-turbo 3, bundled in its cp312 manylinux wheel, ~0.6 MiB): carried at the
+# pin file's version where the pin file lists it; without it the pipeline decodes with OpenCV (same pixels).
+turbojpeg=$(sed -nE 's/^(turbojpeg==[^ ;#]+).*/\1/p' "$repo/mim_zoo/requirements.txt")
+if [[ -n $turbojpeg ]]; then specs+=("$turbojpeg"); fi
 
 rm -rf "$out"
 mkdir -p "$out"
@@ -71,7 +76,7 @@ if [[ -n $official_mae ]]; then
     cp "$official_mae/util/pos_embed.py" "$out/official_mae/util/"
 fi
 
-count=$(find "$out" -name '*.whl' | wc -l)
+count=$(find "$out" -maxdepth 1 -type f -name '*.whl' | wc -l)
 [[ $count == $((${#specs[@]} + 1)) ]] || { log "error: expected $((${#specs[@]} + 1)) wheels in $out, found $count"; exit 1; }
 size=$(du -sk "$out" | cut -f1)
 ((size < 48 * 1024)) || { log "error: $out holds $((size / 1024)) MiB; the device tool carries 64 MiB with the tree"
