@@ -45,6 +45,26 @@ def test_mmengine_checkpoint_resumes_with_weights_only(tmp_path):
     assert restored.get_scalar("train/loss").current() == 0.5
 
 
+def test_numpy_arrays_load_with_weights_only_and_no_numpy_core_warning(tmp_path):
+    """numpy arrays and scalars (an mmengine checkpoint's message hub holds them) load with ``weights_only``: the
+    allow-list names the module numpy's own pickles name, and numpy 2's ``numpy.core`` shim, which warns, is never
+    touched (the device check runs this on the GPU image's numpy 2)."""
+    import pickle
+    import warnings
+
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compat.allow_mmengine_checkpoints()
+    multiarray = compat.numpy_multiarray()
+    assert f"{multiarray.__name__}\n_reconstruct".encode() in pickle.dumps(np.arange(3), protocol=2)
+    path = tmp_path / "arrays.pth"
+    torch.save({"array": np.arange(3.0), "scalar": np.float64(2.5)}, path)
+    loaded = torch.load(path, weights_only=True)
+    assert loaded["array"].tolist() == [0.0, 1.0, 2.0] and loaded["scalar"] == 2.5
+
+
 def test_arbitrary_objects_are_still_refused(tmp_path):
     import argparse
 

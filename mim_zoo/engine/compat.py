@@ -9,6 +9,7 @@ import importlib.metadata as metadata
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -38,9 +39,19 @@ def allow_mmengine_checkpoints() -> None:
     from mmengine.logging import HistoryBuffer
 
     HistoryBuffer.__reduce__ = _reduce_history_buffer
-    allowed: list = [HistoryBuffer, np.ndarray, np.dtype, np.core.multiarray._reconstruct, np.core.multiarray.scalar]
+    multiarray = numpy_multiarray()
+    allowed: list = [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
     allowed += [type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "bool", "uint8")]
     torch.serialization.add_safe_globals(allowed)
+
+
+def numpy_multiarray() -> ModuleType:
+    """The module whose ``_reconstruct`` and ``scalar`` numpy's pickles name: ``numpy._core.multiarray`` in numpy 2
+    (where ``numpy.core`` is a shim that warns: numpy/numpy#24634), ``numpy.core.multiarray`` before."""
+    import numpy as np
+
+    major = int(np.__version__.split(".")[0])
+    return importlib.import_module("numpy._core.multiarray" if major >= 2 else "numpy.core.multiarray")
 
 
 def allow_cpu_distributed() -> None:
