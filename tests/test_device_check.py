@@ -185,6 +185,37 @@ def test_a_rerun_replaces_its_steps_in_the_last_summary(tmp_path):
     assert [(o.name, o.status) for o in merged] == [("env", "ok"), ("compile_MAE", "ok")]
 
 
+def throughput_report(path: Path, subjects: dict[str, tuple[dict, float]]) -> Path:
+    """A ``benchmarks/throughput.py`` JSON report: ``{name: (info, img/s)}`` at bf16."""
+    report = {"subjects": {name: {"info": info, "flops_per_image": {"bf16": 59e9}, "memory": None, "dtypes": {
+        "bf16": {"summary": {"img_per_s": {"median": rate}, "utilisation": {"median": 0.5}}}}}
+        for name, (info, rate) in subjects.items()}}
+    path.write_text(json.dumps(report))
+    return path
+
+
+@pytest.mark.parametrize("layout", ["every subject compiled", "compiled twins"])
+def test_the_throughput_table_puts_compiled_rates_beside_their_eager_subject(tmp_path, layout):
+    """Both ways ``--compile`` reports: every subject compiled under its own name, or a ``[compile=default]`` twin
+    beside an eager original that the compile step times again (that eager rate must not read as compiled)."""
+    check = load_device_check()
+    eager = throughput_report(tmp_path / "eager.json", {"MAE": ({}, 100.0), "MAE (mmpretrain)": ({}, 90.0)})
+    if layout == "every subject compiled":
+        compiled = {"MAE": ({"compiled": True}, 150.0), "MAE (mmpretrain)": ({"compiled": True}, 120.0)}
+    else:
+        compiled = {"MAE": ({}, 101.0), "MAE [compile=default]": ({"compile": "default"}, 150.0),
+                    "MAE (mmpretrain)": ({}, 91.0)}
+    compiled_path = throughput_report(tmp_path / "compiled.json", compiled)
+    outcomes = [check.Outcome("throughput", "ok", 1, 2, "", check.throughput_result(eager)[1]),
+                check.Outcome("compile_MAE", "ok", 1, 2, "", check.throughput_result(compiled_path)[1])]
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in
+            check.throughput_table(outcomes).splitlines()[2:]}
+    assert set(rows) == {"MAE bf16", "MAE (mmpretrain) bf16"}
+    assert rows["MAE bf16"][2:4] == ["100.0", "150.0"]
+    peer_compiled = "120.0" if layout == "every subject compiled" else "—"
+    assert rows["MAE (mmpretrain) bf16"][2:4] == ["90.0", peer_compiled]
+
+
 @pytest.mark.slow
 def test_the_cpu_twin_runs_every_step_it_can(tmp_path):
     """``tools/device_check.sh --cpu``: the script, its steps' commands and its summary, on this machine."""
