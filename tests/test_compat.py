@@ -1,10 +1,19 @@
-"""mim_zoo.engine.compat: each fix for modern torch, tested against the real upstream behaviour."""
+"""mim_zoo.engine.compat: each fix for modern torch and the GPU images' packages, tested against the real upstream
+behaviour."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 
 from mim_zoo.engine import compat
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_history_buffer_pickles_without_bound_methods(tmp_path):
@@ -36,6 +45,26 @@ def test_mmengine_checkpoint_resumes_with_weights_only(tmp_path):
     assert restored.get_scalar("train/loss").current() == 0.5
 
 
+def test_numpy_arrays_load_with_weights_only_and_no_numpy_core_warning(tmp_path):
+    """numpy arrays and scalars (an mmengine checkpoint's message hub holds them) load with ``weights_only``: the
+    allow-list names the module numpy's own pickles name, and numpy 2's ``numpy.core`` shim, which warns, is never
+    touched (the device check runs this on the GPU image's numpy 2)."""
+    import pickle
+    import warnings
+
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compat.allow_mmengine_checkpoints()
+    multiarray = compat.numpy_multiarray()
+    assert f"{multiarray.__name__}\n_reconstruct".encode() in pickle.dumps(np.arange(3), protocol=2)
+    path = tmp_path / "arrays.pth"
+    torch.save({"array": np.arange(3.0), "scalar": np.float64(2.5)}, path)
+    loaded = torch.load(path, weights_only=True)
+    assert loaded["array"].tolist() == [0.0, 1.0, 2.0] and loaded["scalar"] == 2.5
+
+
 def test_arbitrary_objects_are_still_refused(tmp_path):
     import argparse
 
@@ -49,3 +78,44 @@ def test_arbitrary_objects_are_still_refused(tmp_path):
 def test_apply_is_idempotent():
     compat.apply()
     compat.apply()
+
+
+TRANSFORMERS = "transformers==5.17.0"  # the version the GPU machine's image ships (.library/device/KINDS.md)
+
+
+@pytest.fixture(scope="module")
+def transformers_site(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A folder holding the real transformers wheel from PyPI (no dependencies: mmpretrain's switch reads only its
+    package metadata, and mmpretrain's import of it must not succeed for the upstream failure to show)."""
+    site = tmp_path_factory.mktemp("transformers_site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+                    "--target", str(site), TRANSFORMERS], check=True, capture_output=True)
+    return str(site)
+
+
+def python_with(site: str, code: str) -> subprocess.CompletedProcess:
+    """``python -c code`` from the repository root with ``site`` first on the path."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([site, str(REPO)])}
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+def test_mmpretrain_imports_beside_transformers_once_mim_zoo_is_imported(transformers_site):
+    assert importlib.util.find_spec("pycocotools") is not None  # the other half of mmpretrain's switch
+    alone = python_with(transformers_site, "import mmpretrain.models")
+    assert alone.returncode != 0  # the upstream problem: mmpretrain takes its multimodal branch and fails in it
+    assert "mmpretrain/models/multimodal" in alone.stderr or "mmpretrain/models/utils/huggingface" in alone.stderr
+    after = python_with(transformers_site, "\n".join([
+        "import mim_zoo, mmpretrain.models, mmpretrain.datasets",
+        "from mmpretrain.utils.dependency import WITH_MULTIMODAL",
+        "from mmpretrain.registry import MODELS",
+        "assert WITH_MULTIMODAL is False",
+        "try:",
+        "    MODELS.build(dict(type='BlipCaption'))",
+        "except ImportError as err:",  # mmpretrain's own placeholder, as without transformers
+        "    assert 'multi-modal dependencies' in str(err), err",
+        "else:",
+        "    raise AssertionError('a multimodal model was built')",
+    ]))
+    assert after.returncode == 0, after.stderr[-3000:]

@@ -1,6 +1,7 @@
 """The stack check at import, the one pin file that setup.cfg, tools/install.sh and mim_zoo.engine.env share, and the
 detection of which mmcv ops a run gets."""
 
+import dataclasses
 import email
 import importlib.util
 import shutil
@@ -12,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from mmengine.config import Config
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -132,3 +134,111 @@ def test_the_downstream_runner_checks_the_ops_of_mmseg_and_mmdet_configs(monkeyp
     for config in ("coco/det_mask-rcnn_vitdet_tiny_cpu.py", "ade20k/seg_upernet_vit_tiny_cpu.py"):
         with pytest.raises(env.StackError, match="MIM_ZOO_MMCV_OPS=compiled asks for compiled"):
             task_config(REPO / "configs/benchmarks" / config, "pretrained.pth", str(tmp_path))
+
+
+# --- what a run needs of its device (check_run_environment, called by prepare_config) ------------------------------
+H200 = env.DeviceSupport("cuda", "NVIDIA H200 (compute capability 9.0)", native_bf16=True, native_fp16=True,
+                         compiler="/usr/bin/cc")
+V100 = env.DeviceSupport("cuda", "Tesla V100 (compute capability 7.0)", native_bf16=False, native_fp16=True,
+                         compiler="/usr/bin/cc")
+AVX512_BF16 = env.DeviceSupport("cpu", "Xeon (avx512_bf16)", native_bf16=True, native_fp16=False, compiler="/bin/g++")
+AVX2 = env.DeviceSupport("cpu", "Xeon (avx2)", native_bf16=False, native_fp16=False, compiler="/usr/bin/g++")
+
+
+def needs_of(**cfg) -> env.RunNeeds:
+    return env.run_needs(Config(cfg))
+
+
+def test_run_needs_reads_amp_teacher_dtype_compile_and_the_ops_scope():
+    import torch
+
+    assert needs_of(optim_wrapper=dict(type="OptimWrapper")) == env.RunNeeds()
+    assert needs_of(optim_wrapper=dict(type="AmpOptimWrapper")).autocast == "float16"  # mmengine's CUDA default
+    amp_bf16 = dict(type="mmengine.optim.AmpOptimWrapper", dtype=torch.bfloat16)
+    assert needs_of(optim_wrapper=amp_bf16).autocast == "bfloat16"
+    assert needs_of(strategy=dict(type="DeepSpeedStrategy", bf16=dict(enabled=True))).autocast == "bfloat16"
+    assert needs_of(model=dict(type="MRMAE", teacher_dtype="bfloat16")).teacher_dtype == "bfloat16"
+    assert needs_of(compile=True).compile and needs_of(compile=dict(mode="max-autotune")).compile
+    assert needs_of(default_scope="mmdet").mmcv_ops == "call" and needs_of(default_scope="mmseg").mmcv_ops == "import"
+    assert needs_of(default_scope="mim_zoo").mmcv_ops is None
+
+
+def test_bf16_autocast_without_native_bf16_fails_with_the_fix():
+    errors, warns = env.diagnose(env.RunNeeds(autocast="bfloat16"), V100)
+    assert len(errors) == 1 and not warns
+    assert "Tesla V100" in errors[0] and "no native bf16" in errors[0] and "drop optim_wrapper.dtype" in errors[0]
+    assert env.diagnose(env.RunNeeds(autocast="bfloat16"), H200) == ([], [])
+    assert env.diagnose(env.RunNeeds(autocast="float16"), V100) == ([], [])  # fp16 + loss scaling is the fix
+
+
+def test_mixed_precision_on_the_cpu_fails_with_the_fix():
+    (error,), _ = env.diagnose(env.RunNeeds(autocast="float16"), AVX512_BF16)
+    assert "needs a CUDA device" in error and "drop --amp" in error
+
+
+def test_bf16_teachers_warn_on_a_cpu_that_emulates_bf16_only():
+    needs = env.RunNeeds(teacher_dtype="bfloat16")
+    (error_free, (warning,)) = env.diagnose(needs, AVX2)
+    assert error_free == [] and "3.7x slower with AVX2 only" in warning and "model.teacher_dtype=None" in warning
+    assert env.diagnose(needs, AVX512_BF16) == ([], [])
+    assert env.diagnose(needs, H200) == ([], [])
+    assert env.diagnose(env.RunNeeds(teacher_dtype="float16"), AVX512_BF16)[1]  # no AVX-512 FP16 either
+    assert env.diagnose(needs, dataclasses.replace(AVX2, native_bf16=None)) == ([], [])  # unknown: no claim
+
+
+def test_compile_without_a_compiler_fails_with_the_fix():
+    (error,), _ = env.diagnose(env.RunNeeds(compile=True), dataclasses.replace(H200, compiler=None))
+    assert "Triton's launcher" in error and "compile=False" in error
+    (error,), _ = env.diagnose(env.RunNeeds(compile=True), dataclasses.replace(AVX2, compiler=None))
+    assert "Inductor" in error
+
+
+def test_this_machines_device_support_matches_torch():
+    import torch
+
+    device = env.device_support("cpu")
+    flags = env.cpu_flags()
+    if flags is not None:
+        assert device.native_bf16 == bool(flags & {"avx512_bf16", "amx_bf16"} or "bf16" in flags)
+        if "avx512_bf16" in flags:  # torch's own probe agrees where it exists
+            assert torch.cpu._is_avx512_bf16_supported()
+    if torch.cuda.is_available():
+        major, _ = torch.cuda.get_device_capability()
+        assert env.device_support().native_bf16 == (major >= 8) == torch.cuda.is_bf16_supported(
+            including_emulation=False)
+
+
+def test_a_compiler_named_by_the_environment_must_exist(monkeypatch):
+    monkeypatch.setenv("CXX", "/nonexistent/g++")
+    assert env.device_support("cpu").compiler is None
+    monkeypatch.setenv("CXX", sys.executable)  # any executable file stands for one
+    assert env.device_support("cpu").compiler == sys.executable
+
+
+def test_prepare_config_checks_the_run_environment(monkeypatch):
+    from mim_zoo.engine.config import prepare_config
+
+    cfg = Config.fromfile(str(REPO / "configs/mrmae/tiny_cpu.py"))
+    cfg.model.teacher_dtype = "bfloat16"
+    monkeypatch.setattr(env, "device_support", lambda kind=None: AVX2)
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        prepare_config(cfg)
+    cfg.compile = True
+    monkeypatch.setattr(env, "device_support", lambda kind=None: dataclasses.replace(AVX2, compiler=None))
+    with pytest.raises(env.RunEnvironmentError, match="needs a C/C.. compiler"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepare_config(cfg)
+
+
+def test_a_detector_on_cuda_with_ops_without_cuda_kernels_fails_at_start(monkeypatch):
+    cfg = Config.fromfile(str(REPO / "configs/benchmarks/coco/det_mask-rcnn_vitdet_tiny_cpu.py"))
+    monkeypatch.setattr(env, "device_support", lambda kind=None: H200)
+    monkeypatch.setattr(env, "mmcv_ops_backend", lambda: "compiled")
+    monkeypatch.setattr(env, "mmcv_ops_have_cuda_kernels", lambda: False)
+    with pytest.raises(env.RunEnvironmentError, match="no CUDA kernel.*default `bash tools/install.sh`"):
+        env.check_run_environment(cfg)
+    monkeypatch.setattr(env, "mmcv_ops_have_cuda_kernels", lambda: True)
+    assert env.check_run_environment(cfg) is H200
+    seg = Config.fromfile(str(REPO / "configs/benchmarks/ade20k/seg_upernet_vit_tiny_cpu.py"))
+    monkeypatch.setattr(env, "mmcv_ops_have_cuda_kernels", lambda: False)
+    assert env.check_run_environment(seg) is H200  # UperNet imports mmcv.ops but calls none of them

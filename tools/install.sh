@@ -3,6 +3,8 @@
 #
 #   bash tools/install.sh                 # idempotent: a no-op (an import check) when the stack is already in place
 #   bash tools/install.sh --print-pins    # print what it installs (from mim_zoo/requirements.txt) and stop
+#   bash tools/install.sh --mmcv-wheel DIR    # only build the compiler-free mmcv wheel into DIR (py2.py3-none-any,
+#                                             # for other Pythons: tools/prepare_device_wheels.sh), with the venv's pip
 #
 # Environment:
 #   MIM_ZOO_VENV       where the virtual environment lives (default: <repo>/.venv)
@@ -34,10 +36,47 @@ pins() {  # one requirement per line: "name==<tested>" where the pin file names 
 pin() { pins | grep -E "^$1([=<>!~]|$)"; }  # the line of one package
 
 if [[ ${1:-} == --print-pins ]]; then pins; exit 0; fi
-[[ $# == 0 ]] || { log "error: unknown argument '$1' (only --print-pins)"; exit 1; }
+wheel_dir=
+if [[ ${1:-} == --mmcv-wheel ]]; then
+    [[ -n ${2:-} ]] || { log "error: --mmcv-wheel needs the directory the wheel goes to"; exit 1; }
+    wheel_dir=$(mkdir -p "$2" && cd "$2" && pwd)
+    shift 2
+fi
+[[ $# == 0 ]] || { log "error: unknown argument '$1' (only --print-pins or --mmcv-wheel DIR)"; exit 1; }
 [[ $ops == torchvision || $ops == compiled ]] || {
     log "error: MIM_ZOO_MMCV_OPS must be 'torchvision' (default, no compiler) or 'compiled', got '$ops'"; exit 1; }
 mmcv_version=$(pin mmcv | sed 's/^mmcv==//')
+
+pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@"; }
+
+mmcv_sdist() {  # $1: a work directory; downloads and unpacks mmcv's PyPI sdist there, prints the source folder
+    pip download -q --no-deps --no-binary=:all: --no-build-isolation "mmcv==$mmcv_version" -d "$1"
+    tar -xzf "$1/mmcv-$mmcv_version.tar.gz" -C "$1"
+    echo "$1/mmcv-$mmcv_version"
+}
+
+build_mmcv_free_wheel() {  # $1: the directory the wheel goes to
+    # mmcv's setup.py names the distribution mmcv-lite when MMCV_WITH_OPS=0; mmpretrain, mmseg and mmdet require
+    # "mmcv", so the name stays. The wheel carries mmcv/_ext.py (tools/mmcv_ext.py), which mmcv.ops imports.
+    local work src
+    work=$(mktemp -d)
+    log "building mmcv $mmcv_version without compiled ops (its ops: mim_zoo.engine.mmcv_ops on torchvision)"
+    src=$(mmcv_sdist "$work")
+    sed -i -E "s/name='mmcv' if os.getenv\('MMCV_WITH_OPS', '1'\) == '1' else 'mmcv-lite'/name='mmcv'/" "$src/setup.py"
+    grep -q "^    name='mmcv',$" "$src/setup.py" || { log "error: mmcv's setup.py changed; cannot keep its name"; exit 1; }
+    cp "$repo/tools/mmcv_ext.py" "$src/mmcv/_ext.py"
+    MMCV_WITH_OPS=0 pip wheel -q --no-build-isolation --no-deps -w "$1" "$src" >"$work/build.log" 2>&1 || {
+        tail -n 30 "$work/build.log" >&2; log "error: the mmcv build failed; the full log is $work/build.log"; exit 1; }
+    rm -rf "$work"
+}
+
+if [[ -n $wheel_dir ]]; then
+    [[ -x $venv/bin/python ]] || { log "error: --mmcv-wheel builds with $venv's pip and setuptools; run"
+                                   log "       bash tools/install.sh first (or set MIM_ZOO_VENV)"; exit 1; }
+    build_mmcv_free_wheel "$wheel_dir"
+    ls "$wheel_dir/mmcv-$mmcv_version"-*-none-any.whl
+    exit 0
+fi
 
 stamp_inputs=("$pin_file" "$repo/requirements/tests.txt" "$repo/setup.cfg" "$repo/tools/install.sh"
               "$repo/tools/mmcv_ext.py")
@@ -62,7 +101,6 @@ if [[ ! -x $venv/bin/python ]]; then
     log "creating $venv with $py"
     "$py" -m venv "$venv"
 fi
-pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@"; }
 pip install -q --upgrade "pip>=23,<25"
 
 # --- 2. torch first, then the pinned stack without the OpenMMLab packages, then mim_zoo itself (editable) ---------
@@ -73,25 +111,11 @@ pip install -q -r "$venv/.stack-no-mm.txt" -r "$repo/requirements/tests.txt"
 pip install -q --no-deps --no-build-isolation -e "$repo"   # the compiler-free mmcv._ext imports mim_zoo
 
 # --- 3. mmcv, its ops compiler-free (default) or compiled -----------------------------------------------------------
-mmcv_sdist() {  # $1: a work directory; downloads and unpacks mmcv's PyPI sdist there, prints the source folder
-    pip download -q --no-deps --no-binary=:all: --no-build-isolation "mmcv==$mmcv_version" -d "$1"
-    tar -xzf "$1/mmcv-$mmcv_version.tar.gz" -C "$1"
-    echo "$1/mmcv-$mmcv_version"
-}
-
 install_mmcv_free() {
-    # mmcv's setup.py names the distribution mmcv-lite when MMCV_WITH_OPS=0; mmpretrain, mmseg and mmdet require
-    # "mmcv", so the name stays. The wheel carries mmcv/_ext.py (tools/mmcv_ext.py), which mmcv.ops imports.
-    local work src
+    local work
     work=$(mktemp -d)
-    log "building mmcv $mmcv_version without compiled ops (its ops: mim_zoo.engine.mmcv_ops on torchvision)"
-    src=$(mmcv_sdist "$work")
-    sed -i -E "s/name='mmcv' if os.getenv\('MMCV_WITH_OPS', '1'\) == '1' else 'mmcv-lite'/name='mmcv'/" "$src/setup.py"
-    grep -q "^    name='mmcv',$" "$src/setup.py" || { log "error: mmcv's setup.py changed; cannot keep its name"; exit 1; }
-    cp "$repo/tools/mmcv_ext.py" "$src/mmcv/_ext.py"
-    MMCV_WITH_OPS=0 pip wheel -q --no-build-isolation --no-deps -w "$work/dist" "$src" >"$work/build.log" 2>&1 || {
-        tail -n 30 "$work/build.log" >&2; log "error: the mmcv build failed; the full log is $work/build.log"; exit 1; }
-    pip install -q --no-deps --force-reinstall "$work/dist/mmcv-$mmcv_version"-*-none-any.whl  # py2.py3 (universal)
+    build_mmcv_free_wheel "$work"
+    pip install -q --no-deps --force-reinstall "$work/mmcv-$mmcv_version"-*-none-any.whl  # py2.py3 (universal)
     rm -rf "$work"
 }
 
@@ -181,10 +205,6 @@ backend_is "$ops" || { log "error: mmcv $mmcv_version does not import with its o
 log "installing mmpretrain, mmsegmentation and mmdet"
 pins > "$venv/.stack.txt"
 pip install -q -r "$venv/.stack.txt"
-if "$venv/bin/python" -c 'import transformers' >/dev/null 2>&1; then
-    log "error: transformers is installed in $venv; with pycocotools it breaks 'import mmpretrain'."
-    log "       Remove it: $venv/bin/python -m pip uninstall transformers"; exit 1
-fi
 "$venv/bin/python" -m pip check >&2 || { log "error: pip check found broken requirements"; exit 1; }
 "$venv/bin/python" -c 'import mim_zoo, mmcv.ops, mmseg, mmdet, mmpretrain' \
     || { log "error: the stack does not import"; exit 1; }

@@ -5,9 +5,11 @@
 
 ``L = grid_size[0] * grid_size[1]`` in raster order and ``True`` means *masked* (hidden from the encoder, or for
 mixing: taken from the partner image). Given a seeded ``torch.Generator`` the output is reproducible; without one
-the global torch RNG is used. Generators draw on the CPU and move the result to ``device``. ``**context`` carries
-the per-batch inputs a data-dependent strategy names in ``context_keys`` (e.g. teacher attention), supplied by the
-algorithm's ``mask_context``; the others declare none and ignore it.
+the global torch RNG is used. Every random number is drawn on the CPU, from a CPU generator (another device's is
+refused), so a seed gives the same mask on every device; the mask is returned on ``device`` (the images' device, in
+:meth:`~mim_zoo.core.algorithms.base.BaseMIM.draw_mask`). ``**context`` carries the per-batch inputs a
+data-dependent strategy names in ``context_keys`` (e.g. teacher attention), supplied by the algorithm's
+``mask_context``; the others declare none and ignore it.
 
 Every algorithm also accepts an explicit mask, so two algorithms (or two implementations) can be compared on the
 same mask; :func:`mask_to_indices` turns any mask with a constant count per row into gather indices.
@@ -28,7 +30,7 @@ GridSize = tuple[int, int]
 
 
 class MaskGenerator(ABC):
-    """Base class: subclasses implement :meth:`generate` on the CPU (and name the ``**context`` they read)."""
+    """Base class: subclasses implement :meth:`generate`, drawing on the CPU (and name the ``**context`` they read)."""
 
     context_keys: tuple[str, ...] = ()  # per-batch inputs read from ``**context``; none for data-independent ones
 
@@ -41,12 +43,20 @@ class MaskGenerator(ABC):
         generator: torch.Generator | None = None,
         **context: object,
     ) -> Tensor:
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError(
+                f"{type(self).__name__} draws its masks on the CPU (the same masks on every device for a seed) and "
+                f"takes a CPU torch.Generator, got one on {generator.device}; pass torch.Generator().manual_seed(s) "
+                "(the mask is returned on `device`)"
+            )
         mask = self.generate(batch_size, tuple(grid_size), generator, **context)
         return mask.to(device=device, dtype=torch.bool)
 
     @abstractmethod
-    def generate(self, batch_size: int, grid_size: GridSize, generator: torch.Generator | None, **context: object) -> Tensor:
-        """``[B, L]`` bool mask on the CPU."""
+    def generate(self, batch_size: int, grid_size: GridSize, generator: torch.Generator | None,
+                 **context: object) -> Tensor:
+        """``[B, L]`` bool mask, its random numbers drawn on the CPU from ``generator`` (the CPU, or the device of a
+        ``**context`` tensor it was computed from)."""
 
     def num_masked(self, grid_size: GridSize) -> int | None:
         """Masked tokens per sample when the strategy fixes it exactly, else ``None``."""
@@ -80,7 +90,8 @@ class RandomMasking(MaskGenerator):
             )
         return num_tokens - num_keep
 
-    def generate(self, batch_size: int, grid_size: GridSize, generator: torch.Generator | None, **context: object) -> Tensor:
+    def generate(self, batch_size: int, grid_size: GridSize, generator: torch.Generator | None,
+                 **context: object) -> Tensor:
         num_tokens = grid_size[0] * grid_size[1]
         num_masked = self.num_masked(grid_size)
         noise = torch.rand(batch_size, num_tokens, generator=generator)  # [B, L]
@@ -182,7 +193,8 @@ class BlockMasking(MaskGenerator):
                 )
         return self.total_masked
 
-    def generate(self, batch_size: int, grid_size: GridSize, generator: torch.Generator | None, **context: object) -> Tensor:
+    def generate(self, batch_size: int, grid_size: GridSize, generator: torch.Generator | None,
+                 **context: object) -> Tensor:
         self.num_masked(grid_size)
         rng = random.Random(_draw_seed(generator))
         blocks = torch.stack([
@@ -239,7 +251,8 @@ class MixingMask(MaskGenerator):
         count = self._count(num_tokens, self.ratio)
         return count if self.range_ratio == 0 else None
 
-    def generate(self, batch_size: int, grid_size: GridSize, generator: torch.Generator | None, **context: object) -> Tensor:
+    def generate(self, batch_size: int, grid_size: GridSize, generator: torch.Generator | None,
+                 **context: object) -> Tensor:
         num_tokens = grid_size[0] * grid_size[1]
         ratio = self.ratio
         if self.range_ratio > 0:
@@ -294,14 +307,14 @@ class AttentionMasking(RandomMasking):
                 f"AttentionMasking needs attention=[B, L] = [{batch_size}, {num_tokens}] in its context, got {got}; "
                 "use it in an algorithm that passes teacher attention (e.g. MRMAE with focus_teacher=...)"
             )
-        scores = attention.detach().float().cpu()  # [B, L]
+        scores = attention.detach().float()  # [B, L], ranked where the attention is (no copy to the host)
         if self.mode == "sample":
-            uniform = torch.rand(scores.shape, generator=generator).clamp_(min=1e-20)
-            gumbel = -torch.log(-torch.log(uniform))
+            uniform = torch.rand(scores.shape, generator=generator).clamp_(min=1e-20)  # on the CPU, then moved
+            gumbel = -torch.log(-torch.log(uniform)).to(scores.device)
             scores = scores.clamp(min=1e-20).log() / self.temperature + gumbel  # perturbed log-weights
         order = scores.argsort(dim=1, descending=True, stable=True)  # [B, L] most important first
         num_keep = num_tokens - self.num_masked(grid_size)
-        mask = torch.ones(batch_size, num_tokens, dtype=torch.bool)
+        mask = torch.ones(batch_size, num_tokens, dtype=torch.bool, device=scores.device)
         mask.scatter_(1, order[:, :num_keep], False)
         return mask
 

@@ -5,6 +5,12 @@ Each fix names the upstream problem and is covered by ``tests/test_compat.py``.
 
 from __future__ import annotations
 
+import importlib.metadata as metadata
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
 import torch
 
 _applied = False
@@ -33,9 +39,19 @@ def allow_mmengine_checkpoints() -> None:
     from mmengine.logging import HistoryBuffer
 
     HistoryBuffer.__reduce__ = _reduce_history_buffer
-    allowed: list = [HistoryBuffer, np.ndarray, np.dtype, np.core.multiarray._reconstruct, np.core.multiarray.scalar]
+    multiarray = numpy_multiarray()
+    allowed: list = [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
     allowed += [type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "bool", "uint8")]
     torch.serialization.add_safe_globals(allowed)
+
+
+def numpy_multiarray() -> ModuleType:
+    """The module whose ``_reconstruct`` and ``scalar`` numpy's pickles name: ``numpy._core.multiarray`` in numpy 2
+    (where ``numpy.core`` is a shim that warns: numpy/numpy#24634), ``numpy.core.multiarray`` before."""
+    import numpy as np
+
+    major = int(np.__version__.split(".")[0])
+    return importlib.import_module("numpy._core.multiarray" if major >= 2 else "numpy.core.multiarray")
 
 
 def allow_cpu_distributed() -> None:
@@ -62,6 +78,50 @@ def allow_cpu_distributed() -> None:
     dist_utils._init_dist_pytorch = init_dist_pytorch
 
 
+def mmpretrain_without_multimodal() -> None:
+    """Keep ``import mmpretrain`` working beside transformers: its multimodal models, which mim_zoo never uses, stay
+    unimported, as mmpretrain leaves them without transformers.
+
+    Upstream problem (mmpretrain 1.2.0): ``mmpretrain/utils/dependency.py`` sets ``WITH_MULTIMODAL`` when pycocotools
+    and ``transformers>=4.28.0`` are *installed* (package metadata, nothing imported), and
+    ``mmpretrain/models/multimodal/__init__.py`` then imports BLIP, BLIP-2, OFA and the others. The first,
+    ``blip/language_model.py``, imports ``PreTrainedModel``, ``apply_chunking_to_forward``,
+    ``find_pruneable_heads_and_indices`` and ``prune_linear_layer`` from ``transformers.modeling_utils`` in a bare
+    ``try``/``except`` that sets all of them, ``PreTrainedModel`` too, to ``None`` when any is missing, and recent
+    transformers no longer have the three helpers there (neither 4.57.1 nor 5.17.0, the GPU image's, has them).
+    ``class BertPreTrainedModel(PreTrainedModel)`` then raises ``TypeError: NoneType takes no arguments`` and
+    ``import mmpretrain.models`` fails. mmdet needs pycocotools, and GPU images ship transformers: the pair is
+    common.
+
+    Fix: before mmpretrain imports its models, its own switch is set to ``False``. mmpretrain then does what it does
+    without transformers: it registers placeholders of its multimodal models, each raising an ``ImportError`` that
+    names the missing extra when built, and leaves its multimodal datasets out. No import of transformers is faked
+    or avoided elsewhere (mmdet's language models import it as before). Applied only when both packages are
+    installed and mmpretrain's models are not imported yet: ``dependency.py`` is executed from mmpretrain's own
+    file under its own name (not through ``import mmpretrain``, whose ``__init__`` imports the models), and the
+    imports of ``mmpretrain`` later find it in ``sys.modules``.
+    """
+    if "mmpretrain.models.multimodal" in sys.modules or not _installed("transformers", "pycocotools", "mmpretrain"):
+        return
+    name = "mmpretrain.utils.dependency"
+    module = sys.modules.get(name)
+    if module is None:
+        package = importlib.util.find_spec("mmpretrain")  # the top-level spec: finds, imports nothing
+        path = Path(package.submodule_search_locations[0]) / "utils" / "dependency.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    module.WITH_MULTIMODAL = False
+
+
+def _installed(*names: str) -> bool:
+    try:
+        return all(metadata.distribution(name) for name in names)
+    except metadata.PackageNotFoundError:
+        return False
+
+
 def load_trusted(path: str, map_location: str | torch.device = "cpu") -> object:
     """``torch.load`` with ``weights_only=False``, for files you trust (e.g. official checkpoints that pickle
     ``argparse.Namespace``). Never call this on files from an unknown source: unpickling can run code."""
@@ -75,4 +135,5 @@ def apply() -> None:
         return
     allow_mmengine_checkpoints()
     allow_cpu_distributed()
+    mmpretrain_without_multimodal()
     _applied = True

@@ -23,6 +23,7 @@ from mmengine.registry import DATASETS, DefaultScope
 from mmengine.utils import import_modules_from_strings
 
 from .config_checks import check_config_types, check_dataset_root, check_strategy, drop_disabled_hooks
+from .env import check_run_environment
 from .pipeline import apply_pipeline_impl
 from .recipe import launched_world_size, resolve_recipe
 from .reliability import find_resume_checkpoint
@@ -76,6 +77,7 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
         _check_batch_size(cfg)
     elif int(os.environ.get("RANK", 0)) == 0:
         print_log(recipe.summary(), logger="current")
+    check_run_environment(cfg)  # what the run asks of this machine's device: fails or warns with the fix
     return cfg
 
 

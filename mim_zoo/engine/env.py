@@ -6,6 +6,10 @@ outside its range fails with a message that names the fix; an untested OpenMMLab
 
 ``require_mmcv_ops()`` is called where a downstream (mmseg/mmdet) config is used: those import ``mmcv.ops``, whose
 kernels are compiled mmcv's or, by default, mim_zoo's on torchvision (:mod:`mim_zoo.engine.mmcv_ops`).
+
+``check_run_environment(cfg)`` is called once per run, by ``prepare_config``: what the prepared config asks of the
+device it starts on (mixed precision, bf16, MR-MAE's teacher dtype, ``torch.compile``, mmcv ops with CUDA kernels),
+failing or warning with the fix. torch is imported inside the functions: ``import mim_zoo`` runs this module.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import importlib.metadata as metadata
 import importlib.util
 import os
 import re
+import shutil
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -106,12 +112,6 @@ def check_stack() -> None:
         _require_in_range(pins[name], version)
         if str(version) != pins[name].tested:
             warnings.warn(f"mim_zoo is tested with {name} {pins[name].tested}, found {version}", stacklevel=2)
-    if installed("transformers") is not None and installed("pycocotools") is not None:
-        warnings.warn(
-            "transformers and pycocotools are both installed: `import mmpretrain` then loads its multimodal models, "
-            "which fail with recent transformers. Uninstall transformers (mim_zoo does not use it).",
-            stacklevel=2,
-        )
 
 
 def mmcv_ops_backend() -> str | None:
@@ -170,3 +170,199 @@ def require_mmcv_ops(purpose: str = "downstream segmentation/detection", on_cuda
             f"kernel: the run would stop at its first RoI. Fix: {fix}; or run on CPU (CUDA_VISIBLE_DEVICES='').",
             stacklevel=2,
         )
+
+
+# --- what a run needs of the machine it starts on (prepare_config calls check_run_environment) ------------------
+#: mmseg configs import mmcv.ops; mmdet's Mask R-CNN also calls its nms and roi_align on the model's device.
+MMCV_OPS_SCOPES = {"mmseg": "import", "mmdet": "call"}
+#: MR-MAE's teachers under bf16 autocast, against fp32 (MRMAE vitb_400e, teachers only, measured here on two CPUs).
+BF16_TEACHERS_MEASURED = "1.34x faster with AVX-512 BF16, 3.7x slower with AVX2 only"
+
+
+class RunEnvironmentError(ValueError):
+    """The run asks for something the machine it starts on cannot do; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class DeviceSupport:
+    """What the device a run lands on does natively (``None``: could not tell).
+
+    Attributes:
+        kind: ``"cuda"`` or ``"cpu"``: where mmengine's Runner puts the model (CUDA whenever it is available).
+        name: e.g. ``"NVIDIA H200 (compute capability 9.0)"`` or ``"Intel Xeon ... (avx512_bf16 amx_bf16)"``.
+        native_bf16: bf16 matrix arithmetic in hardware (CUDA: compute capability >= 8.0, as
+            ``torch.cuda.is_bf16_supported(including_emulation=False)``; CPU: AVX-512 BF16 or AMX-BF16 on x86, the
+            BF16 extension on Arm); without it bf16 is emulated, slower than fp32.
+        native_fp16: fp16 arithmetic in hardware (CUDA: always; CPU: AVX-512 FP16 or AMX-FP16, Arm FP16).
+        compiler: the C/C++ compiler ``torch.compile`` needs here (Triton's launcher on CUDA, Inductor's C++ on
+            CPU), ``None`` if there is none.
+    """
+
+    kind: str
+    name: str
+    native_bf16: bool | None
+    native_fp16: bool | None
+    compiler: str | None
+
+
+@dataclass(frozen=True)
+class RunNeeds:
+    """What a prepared config asks of its device (:func:`run_needs`).
+
+    Attributes:
+        autocast: the mixed-precision dtype of the optimizer wrapper or strategy (``"float16"``, ``"bfloat16"``),
+            ``None`` without AMP.
+        teacher_dtype: MR-MAE's ``model.teacher_dtype`` (``"bfloat16"``, ``"float16"``, ...) or ``None``.
+        compile: ``compile`` is set (mmengine's ``torch.compile`` of the model).
+        mmcv_ops: ``"import"`` (an mmseg config), ``"call"`` (mmdet: nms and roi_align run on the model's device)
+            or ``None``.
+    """
+
+    autocast: str | None = None
+    teacher_dtype: str | None = None
+    compile: bool = False
+    mmcv_ops: str | None = None
+
+
+def cpu_flags() -> frozenset[str] | None:
+    """The processor's feature flags from ``/proc/cpuinfo`` (x86 ``flags``, Arm ``Features``); ``None`` elsewhere."""
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return None
+
+
+def _cpu_native(flags: frozenset[str] | None, x86: set[str], arm: set[str], torch_probe: str) -> bool | None:
+    """Any of the ``x86`` flags, or all of the ``arm`` ones; without /proc/cpuinfo, torch's private probe."""
+    if flags is not None:
+        return bool(flags & x86) or (bool(arm) and arm <= flags)
+    import torch
+
+    probe = getattr(torch.cpu, torch_probe, None)
+    return bool(probe()) if probe is not None else None
+
+
+def _c_compiler(kind: str) -> str | None:
+    """Triton (CUDA) builds its launcher with ``$CC`` or cc/gcc/clang; Inductor (CPU) its kernels with ``$CXX`` or
+    g++/clang++ (torch._inductor.cpp_builder)."""
+    variable, names = ("CC", ("cc", "gcc", "clang")) if kind == "cuda" else ("CXX", ("g++", "clang++", "c++"))
+    if os.environ.get(variable):
+        return shutil.which(os.environ[variable])
+    return next((path for path in map(shutil.which, names) if path), None)
+
+
+def device_support(kind: str | None = None) -> DeviceSupport:
+    """:class:`DeviceSupport` of the device a run gets here (``kind``: ``"cuda"`` or ``"cpu"``, default the
+    Runner's choice)."""
+    import torch
+
+    kind = kind or ("cuda" if torch.cuda.is_available() else "cpu")
+    if kind == "cuda":
+        major, minor = torch.cuda.get_device_capability()
+        name = f"{torch.cuda.get_device_name()} (compute capability {major}.{minor})"
+        return DeviceSupport("cuda", name, native_bf16=major >= 8, native_fp16=True, compiler=_c_compiler("cuda"))
+    flags = cpu_flags()
+    bf16 = _cpu_native(flags, {"avx512_bf16", "amx_bf16"}, {"bf16"}, "_is_avx512_bf16_supported")
+    fp16 = _cpu_native(flags, {"avx512_fp16", "amx_fp16"}, {"fphp", "asimdhp"}, "_is_avx512_fp16_supported")
+    shown = sorted((flags or frozenset()) & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16",
+                                               "amx_fp16", "bf16", "asimdhp"})
+    name = f"{_cpu_model()} ({' '.join(shown) or 'flags unknown'})"
+    return DeviceSupport("cpu", name, native_bf16=bf16, native_fp16=fp16, compiler=_c_compiler("cpu"))
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo").read().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "CPU"
+
+
+def _dtype_name(value: object) -> str | None:
+    """``"bfloat16"`` for ``torch.bfloat16`` or ``"bfloat16"``; ``None`` stays ``None``."""
+    return None if value is None else str(value).removeprefix("torch.")
+
+
+def _type_name(value: object) -> str:
+    return getattr(value, "__name__", str(value)).rsplit(".", 1)[-1]
+
+
+def run_needs(cfg: Mapping) -> RunNeeds:
+    """What the prepared config ``cfg`` (after ``--amp`` and ``--cfg-options``) asks of its device."""
+    optim = cfg.get("optim_wrapper") or {}
+    strategy = cfg.get("strategy") or {}
+    autocast = None
+    if _type_name(optim.get("type")) == "AmpOptimWrapper":
+        autocast = _dtype_name(optim.get("dtype")) or "float16"  # mmengine's autocast: CUDA's default, fp16
+    elif (strategy.get("bf16") or {}).get("enabled"):  # DeepSpeed
+        autocast = "bfloat16"
+    elif (strategy.get("fp16") or {}).get("enabled"):
+        autocast = "float16"
+    model = cfg.get("model") or {}
+    teacher_dtype = model.get("teacher_dtype") if isinstance(model, Mapping) else None
+    return RunNeeds(autocast=autocast, teacher_dtype=_dtype_name(teacher_dtype), compile=bool(cfg.get("compile")),
+                    mmcv_ops=MMCV_OPS_SCOPES.get(cfg.get("default_scope")))
+
+
+def diagnose(needs: RunNeeds, device: DeviceSupport) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)``: what ``needs`` asks that ``device`` cannot do, each message with its fix."""
+    errors, warns = [], []
+    if needs.autocast and device.kind != "cuda":
+        errors.append(f"mixed precision ({needs.autocast} AmpOptimWrapper / --amp) needs a CUDA device, and this run "
+                      "is on the CPU: train in fp32 (drop --amp; optim_wrapper.type=OptimWrapper)")
+    elif needs.autocast == "bfloat16" and device.native_bf16 is False:
+        errors.append(f"bf16 autocast (optim_wrapper.dtype=bfloat16) on {device.name}, which has no native bf16 "
+                      "(compute capability < 8.0: emulated, far slower than fp16): drop optim_wrapper.dtype "
+                      "(--amp alone trains in fp16 with loss scaling)")
+    for dtype, native in (("bfloat16", device.native_bf16), ("float16", device.native_fp16)):
+        if needs.teacher_dtype == dtype and native is False:
+            measured = f" (measured: {BF16_TEACHERS_MEASURED})" if dtype == "bfloat16" else ""
+            warns.append(f"MR-MAE's teachers run under {dtype} autocast (model.teacher_dtype={dtype!r}) on "
+                         f"{device.name}, which has no native {dtype}: emulated, slower than fp32{measured}. Set "
+                         "model.teacher_dtype=None (fp32 here) unless this device computes it natively")
+    if needs.compile and device.compiler is None:
+        tool = "Triton's launcher ($CC, cc, gcc or clang)" if device.kind == "cuda" else "Inductor ($CXX or g++)"
+        errors.append(f"compile=True needs a C/C++ compiler for {tool}, and none is on PATH: install one (e.g. "
+                      "`apt-get install g++`) or set compile=False")
+    return errors, warns
+
+
+def check_run_environment(cfg: Mapping) -> DeviceSupport:
+    """Fail now, with the fix, on what ``cfg`` asks and this machine cannot do; warn on what it does slowly.
+
+    Called once by ``mim_zoo.engine.config.prepare_config`` (so by ``tools/train.py`` and the downstream runner):
+    mixed precision without CUDA or bf16 without native support (:func:`diagnose`), MR-MAE teachers in a dtype the
+    device emulates, ``compile`` without a compiler, and mmseg/mmdet configs whose mmcv ops are missing or, for a
+    detector on CUDA, have no CUDA kernel (compiled mmcv built without CUDA; the compiler-free ops run on
+    torchvision's CUDA kernels). Returns what the device supports.
+
+    Raises:
+        RunEnvironmentError: the run cannot work here (a ``ValueError``: tools print it as one line).
+    """
+    device = device_support()
+    errors, warns = diagnose(run_needs(cfg), device)
+    scope_use = MMCV_OPS_SCOPES.get(cfg.get("default_scope"))
+    if scope_use:
+        try:
+            require_mmcv_ops(f"this {cfg.get('default_scope')} config")
+        except StackError as err:
+            errors.append(str(err))
+        else:
+            if scope_use == "call" and device.kind == "cuda" and not mmcv_ops_have_cuda_kernels():
+                errors.append(
+                    f"mmdet's detectors call mmcv's nms and roi_align on CUDA tensors, but this mmcv's ops "
+                    f"({mmcv_ops_backend()}) have no CUDA kernel: the run would stop at its first RoI. Reinstall with "
+                    f"the default `bash tools/install.sh` (torchvision's CUDA kernels) or `{COMPILED_OPS_INSTALL}` "
+                    "on this GPU machine, or run on the CPU (CUDA_VISIBLE_DEVICES='')")
+    for message in warns:
+        warnings.warn(message, stacklevel=2)
+    if errors:
+        raise RunEnvironmentError(" Also: ".join(errors))
+    return device

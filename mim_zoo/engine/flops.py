@@ -34,12 +34,11 @@ def synchronize(device: torch.device) -> None:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast runs natively: CUDA with bf16 support, or a CPU with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    return bool(torch.cpu._is_avx512_bf16_supported() or "AMX" in str(torch.backends.cpu.get_cpu_capability()))
+    """Whether bf16 autocast runs natively: CUDA of compute capability >= 8.0, or a CPU with AVX512-BF16 or AMX-BF16
+    (:func:`mim_zoo.engine.env.device_support`, which ``prepare_config`` checks runs against)."""
+    from .env import device_support
+
+    return device.type in ("cuda", "cpu") and bool(device_support(device.type).native_bf16)
 
 
 def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
