@@ -486,8 +486,10 @@ def train_result(work_dir: Path) -> tuple[str, Any]:
 
 
 def downstream_result(work_dir: Path) -> tuple[str, Any]:
-    results = json.loads((work_dir / "results.json").read_text())
-    columns = {k: v for task in results["tasks"].values() for k, v in task.items() if k not in ("config", "evaluation")}
+    from mim_zoo.engine.benchmark import results_row  # the metric columns of tools/benchmark.py's results file
+
+    row = results_row(json.loads((work_dir / "results.json").read_text()))
+    columns = {k: v for k, v in row.items() if k not in ("method", "epochs") and v is not None}
     return ", ".join(f"{k} {v}" for k, v in columns.items()), columns
 
 
