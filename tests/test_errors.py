@@ -177,20 +177,31 @@ def test_load_from_an_encoder_export_lists_missing_and_unexpected_keys(tmp_path)
 
 # --- what the encoder cannot honour ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("option, expected", [
-    ("model.masking.ratio=1.0", "mask ratio must lie strictly between 0 and 1, got 1.0"),
-    ("model.masking.ratio=0.99", "mask ratio 0.99 leaves no visible token on a 8x8 grid"),
+    ("model.masking.ratio=1.0", "model.masking.ratio: a mask ratio must lie strictly between 0 and 1, got 1.0"),
+    ("model.masking.ratio=0.99", "model.masking.ratio: mask ratio 0.99 leaves no visible token on a 8x8 grid"),
+    ("model.encoder.patch_size=5", "model.encoder.patch_size: 32 is not a multiple of 5 (img_size=32, patch_size=5)"),
+    ("model.encoder.img_size=30", "model.encoder.patch_size: 30 is not a multiple of 4 (img_size=30, patch_size=4)"),
     ("model.encoder.img_size=48", "the training pipeline yields (3, 32, 32) images, which the encoder cannot take: "
                                   "vit_tiny_patch16_224 was built for 48x48 images"),
-    ("model.encoder.img_size=30", "built for 28x28 images"),
 ])
 def test_settings_the_encoder_cannot_honour(tmp_path, option: str, expected: str) -> None:
     assert expected in cli_error(tmp_path, option)
 
 
-def test_image_side_not_a_multiple_of_the_patch_size(tmp_path) -> None:
-    message = cli_error(tmp_path, "model.encoder.img_size=30", "train_pipeline.1.scale=30",
-                        "train_dataloader.dataset.pipeline.1.scale=30")
-    assert "yields (3, 30, 30) images" in message
+@pytest.mark.parametrize("option, expected", [
+    ("model.maskng.ratio=0.5", "model.maskng: MAE takes no argument 'maskng'. Did you mean 'masking'?"),
+    ("model.decoder.depthh=2", "model.decoder.depthh: MAEDecoder takes no argument 'depthh'. Did you mean 'depth'?"),
+    ("model.encoder.pach_size=4", "model.encoder.pach_size: VisionTransformer.__init__() got an unexpected keyword "
+                                  "argument 'pach_size'"),
+    ("model.masking.type=RandomMask", "model.masking.type: 'RandomMask' is not a registered mask generator"),
+])
+def test_a_typo_in_a_config_key_names_the_key(tmp_path, option: str, expected: str) -> None:
+    assert expected in cli_error(tmp_path, option)
+
+
+def test_pipeline_images_the_encoder_was_not_built_for(tmp_path) -> None:
+    message = cli_error(tmp_path, "train_pipeline.1.scale=30", "train_dataloader.dataset.pipeline.1.scale=30")
+    assert "yields (3, 30, 30) images" in message and "built for 32x32 images" in message
     assert "an encoder's image side must be a multiple of its patch size, 4" in message
 
 

@@ -31,15 +31,13 @@ from functools import partial
 from types import MappingProxyType
 
 import torch
-from mmpretrain.models.utils import WindowMSA
-from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 from torch.nn.init import trunc_normal_
 
 from ..contracts import HierarchicalEncoderProtocol, PixelTargetProtocol
 from ..encoders.mixmim import upsample_mask
 from ..losses import per_token_mse
-from ..registry import ENCODER_INITS, MODELS, build
+from ..registry import ENCODER_INITS, MODELS
 from ..tokens import sincos_pos_embed_2d
 from .base import BaseMIM
 from .mae import init_mae_weights
@@ -51,6 +49,8 @@ def init_mixmim_encoder(mixmim: nn.Module) -> None:
     :func:`init_mae_weights` on every module (the official ``_init_weights`` is the same), the relative-position bias
     tables of every window attention trunc-normal(0.02); the patch-embedding conv keeps PyTorch's default init.
     (The fixed sin-cos positions are the encoder's.)"""
+    from mmpretrain.models.utils import WindowMSA  # at build time: importing mmpretrain's models imports mmdet
+
     mixmim.apply(init_mae_weights)
     for module in mixmim.modules():
         if isinstance(module, WindowMSA):
@@ -116,6 +116,8 @@ class MixMAEDecoder(nn.Module):
 
     def __init__(self, in_dim: int, grid_size: tuple[int, int], out_dim: int, embed_dim: int = 512, depth: int = 8,
                  num_heads: int = 16, mlp_ratio: float = 4.0, norm_eps: float = 1e-5) -> None:
+        from timm.models.vision_transformer import Block  # timm loads with the first model built, not with the registry
+
         super().__init__()
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
         self.embed = nn.Linear(in_dim, embed_dim)
@@ -173,8 +175,8 @@ class MixMAE(BaseMIM):
         if isinstance(self.target, PixelTargetProtocol) and self.target.patch_size != self.encoder.patch_size:
             raise ValueError(f"the target's patch size {self.target.patch_size} must equal the encoder's output "
                              f"stride {self.encoder.patch_size} (one target patch per output token); leave it unset")
-        self.decoder = build(MODELS, self.part_config("decoder", decoder), in_dim=self.encoder.embed_dim,
-                             grid_size=self.encoder.grid_size, out_dim=self.target.dim)
+        self.decoder = self.build_part("decoder", MODELS, decoder, in_dim=self.encoder.embed_dim,
+                                       grid_size=self.encoder.grid_size, out_dim=self.target.dim)
 
     def check_batch_size(self, batch_size: int) -> None:
         """Each image is mixed with its batch mirror, so the per-process batch must be even."""
