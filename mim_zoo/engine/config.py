@@ -14,9 +14,15 @@ import torch
 from mmengine.config import Config
 from mmengine.utils import import_modules_from_strings
 
-from .config_checks import check_config_types, check_dataset_root, check_strategy, drop_disabled_hooks
-from .pipeline import apply_pipeline_impl
-from .reliability import find_resume_checkpoint
+from .config_checks import (
+    check_config_types,
+    check_dataset_root,
+    check_model_builds,
+    check_strategy,
+    create_work_dir,
+    drop_disabled_hooks,
+)
+from .reliability import checkpoint_problem, find_resume_checkpoint
 
 
 def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) -> Config:
@@ -32,6 +38,8 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
     check_config_types(cfg)  # after custom_imports: they may register the types
     check_strategy(cfg)
     drop_disabled_hooks(cfg)
+    from .pipeline import apply_pipeline_impl  # imports mmpretrain's transforms: after the cheap checks
+
     apply_pipeline_impl(cfg)  # pipeline_impl: the input pipeline, its collate function and data preprocessor
     make_synthetic_data(cfg)
     _check_data_root(cfg)
@@ -43,8 +51,11 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
     if resume is not None:
         cfg.resume = True
         if resume != "auto":
-            if not osp.isfile(resume):
-                raise FileNotFoundError(f"--resume: checkpoint {resume!r} does not exist")
+            problem = checkpoint_problem(resume)
+            if problem:
+                error = FileNotFoundError if not osp.exists(resume) else ValueError
+                raise error(f"--resume {resume}: {problem}. Pass a complete checkpoint, or --resume without a path "
+                            "to take the newest complete one of the work dir")
             cfg.load_from = resume
         else:  # last_checkpoint if complete, else the newest complete checkpoint; None: nothing saved yet
             cfg.load_from = find_resume_checkpoint(cfg.work_dir)
@@ -52,6 +63,9 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
     if not torch.cuda.is_available():
         _adapt_to_cpu(cfg)
     _check_batch_size(cfg)
+    check_model_builds(cfg)  # a refused value names its key, before the Runner writes its log
+    if cfg.get("work_dir"):
+        create_work_dir(cfg.work_dir)
     return cfg
 
 

@@ -3,15 +3,16 @@
 * :func:`check_config_types`: unknown ``model`` / hook types list the registered names (mmengine's own message does
   not), called by :func:`mim_zoo.engine.config.prepare_config`.
 * :func:`check_image_folder`: a missing or mis-laid data root explains the expected layout and what was found.
-* :class:`CheckedLoadImage`: an unreadable or corrupt image names the file; optionally skips and counts such files.
-* :class:`PreflightHook`: before the first iteration, checks the per-process batch against the algorithm's
-  preconditions (``model.check_batch_size(n)``, e.g. MixMAE's even batch) and the image size against the encoder.
-* :class:`CheckpointCompatHook` / :func:`describe_state_dict_mismatch`: a checkpoint of another algorithm or size
-  fails with the mismatched keys instead of mmengine's silent non-strict load.
+* :func:`check_model_builds`: the model builds, or the error names the config key it is about.
+* :func:`create_work_dir`: the work dir is created only after every check passed, or the error says why it cannot be.
+
+Checked elsewhere: unreadable images (:class:`mim_zoo.engine.transforms.CheckedLoadImage`), the batch and image size
+before the first iteration and checkpoints that do not fit the model (:mod:`mim_zoo.engine.hooks.preflight`).
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import os.path as osp
@@ -19,10 +20,11 @@ from collections.abc import Mapping
 
 import torch
 from mmengine.config import Config
-from mmengine.registry import Registry
+from mmengine.registry import DefaultScope, Registry
 
-from ..core.registry import MODELS, UnknownPluginError, describe_unknown
+from ..core.registry import MODELS, UnknownPluginError, config_entry, describe_unknown
 from .registry import HOOKS
+from .reliability import rng_isolated
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 LAYOUT = "DATA_ROOT/{split}/<class>/<image>.JPEG (ImageNet's folder layout: one sub-folder per class)"
@@ -156,12 +158,38 @@ def check_dataset_root(dataset: Mapping) -> None:
     check_image_folder(root, prefix, class_folders=by_class)
 
 
-# --- unreadable images --------------------------------------------------------------------------------------------
+# --- the model, before anything is written -----------------------------------------------------------------------
+def check_model_builds(cfg: Config) -> None:
+    """Build ``cfg.model`` once and discard it, so that a value a plugin refuses (a mask ratio, a patch size that does
+    not tile the image, a typo in an argument name, a missing teacher file) fails naming its config key
+    (``model.masking.ratio: ...``) before mmengine's Runner creates the work dir, its log and ~200 lines of
+    environment report.
+
+    The Runner seeds and then builds the model itself; this build draws from saved and restored random streams, so
+    the run is the one it would have been without it. It costs one more construction of the model (CPU, seconds for
+    ViT-L; mmpretrain's MixMIM cannot be built on the meta device). Configs of another scope (the downstream
+    mmpretrain / mmseg / mmdet configs) are left to their toolboxes.
+    """
+    if cfg.get("default_scope", "mim_zoo") != "mim_zoo" or not isinstance(cfg.get("model"), Mapping):
+        return
+    with rng_isolated(), DefaultScope.overwrite_default_scope("mim_zoo"), config_entry("model"):
+        MODELS.build(copy.deepcopy(cfg.model))
 
 
-# --- preflight -------------------------------------------------------------------------------------------------
+# --- the work dir -----------------------------------------------------------------------------------------------
+def create_work_dir(work_dir: str) -> None:
+    """Create the work dir (after every other check passed), or explain in one line why it cannot be.
 
-
-# --- checkpoints of another algorithm or size --------------------------------------------------------------------
-
-
+    Raises:
+        NotADirectoryError / PermissionError / OSError: naming the path and the fix (``--work-dir``).
+    """
+    fix = "choose another --work-dir"
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+    except FileExistsError as err:  # work_dir itself is a file
+        raise NotADirectoryError(f"work dir {work_dir!r} is a file, not a directory; {fix}") from err
+    except OSError as err:
+        where = "" if err.filename in (None, work_dir) else f" ({err.filename!r})"
+        raise type(err)(f"cannot create the work dir {work_dir!r}: {err.strerror}{where}; {fix}") from err
+    if not os.access(work_dir, os.W_OK | os.X_OK):
+        raise PermissionError(f"work dir {work_dir!r} is not writable by this user; {fix}")
