@@ -16,13 +16,14 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
 
 import mim_zoo  # noqa: E402,F401  (registers the encoders, applies the compatibility fixes)
-from mim_zoo.core.checkpoints.read import CheckpointError  # noqa: E402
 from mim_zoo.core.checkpoints.export import TARGETS, export_encoder  # noqa: E402
+from mim_zoo.core.checkpoints.read import CheckpointError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Export the encoder of a mim_zoo pretraining checkpoint")
-    parser.add_argument("checkpoint", help="pretraining checkpoint, e.g. work_dirs/mae_vitb_800e/epoch_800.pth")
+    parser.add_argument("checkpoint", help="pretraining checkpoint, e.g. work_dirs/mae_vitb_800e/epoch_800.pth, or an "
+                        "official one converted by tools/convert_checkpoint.py")
     parser.add_argument("--to", required=True, choices=TARGETS, help="target library layout")
     parser.add_argument("--out", required=True, help="output file")
     args = parser.parse_args(argv)

@@ -177,7 +177,7 @@ class MomentumTarget(TargetGenerator):
             ema_buffers[name].copy_(buf)
 
 
-def _is_torchscript(path: str) -> bool:
+def is_torchscript(path: str) -> bool:
     """TorchScript archives are zip files holding ``<name>/constants.pkl`` (``torch.save`` files do not)."""
     if not zipfile.is_zipfile(path):
         return False
@@ -193,7 +193,7 @@ def load_checkpoint_file(path: str, what: str, hint: str = "") -> dict[str, Tens
             f"{what}: checkpoint file {path!r} does not exist. Download it and pass its local path "
             f"(this machine has no network access at training time).{hint}"
         )
-    if _is_torchscript(path):  # OpenAI distributes CLIP as TorchScript; its tensors are all we read
+    if is_torchscript(path):  # OpenAI distributes CLIP as TorchScript; its tensors are all we read
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*torch.jit.load.*is deprecated", category=FutureWarning)
             obj: Any = torch.jit.load(path, map_location="cpu").state_dict()
@@ -273,37 +273,9 @@ class TeacherTarget(TargetGenerator):
         return f" Expected: {self.source}." if self.source else ""
 
     def _load(self, path: str) -> None:
-        from timm.models.vision_transformer import checkpoint_filter_fn
-
         raw = load_checkpoint_file(path, f"teacher {self.arch}", hint=self._file_hint())
-        self._check_patch_size(raw, path)
-        state = checkpoint_filter_fn(raw, self.teacher)
-        if not self.project:
-            state = {k: v for k, v in state.items() if not k.startswith("head.")}
-        own = self.teacher.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if missing or unexpected or mismatched:
-            raise ValueError(
-                f"teacher checkpoint {path!r} does not match timm '{self.arch}': missing {missing[:8]}, "
-                f"unexpected {unexpected[:8]}, shape mismatch {mismatched[:8]} (first 8 of each). Pass the file "
-                "of that architecture (e.g. OpenAI CLIP ViT-B-16.pt with 'vit_base_patch16_clip_quickgelu_224', "
-                f"DINO dino_vitbase16_pretrain.pth with 'vit_base_patch16_224').{self._file_hint()}"
-            )
+        state = teacher_state_dict(raw, self.teacher, self.arch, path, keep_head=self.project, hint=self._file_hint())
         self.teacher.load_state_dict(state)
-
-    def _check_patch_size(self, raw: dict[str, Tensor], path: str) -> None:
-        """Refuse a file of another patch size, which ``checkpoint_filter_fn`` would resample without a word."""
-        kernel = next((tuple(v.shape[-2:]) for k, v in raw.items()
-                       if k.endswith(("patch_embed.proj.weight", "visual.conv1.weight")) and v.dim() == 4), None)
-        own = tuple(self.teacher.patch_embed.proj.weight.shape[-2:])
-        if kernel is not None and kernel != own:
-            raise ValueError(
-                f"teacher checkpoint {path!r} has {kernel[0]}x{kernel[1]} patches but timm '{self.arch}' (with "
-                f"model_kwargs) has {own[0]}x{own[1]}; pass the file of that patch size (e.g. "
-                f"dino_vitbase16_pretrain.pth, not dino_vitbase8_pretrain.pth).{self._file_hint()}"
-            )
 
     def bind(self, encoder: nn.Module) -> None:
         teacher_grid = tuple(self.teacher.patch_embed.grid_size)
@@ -332,6 +304,42 @@ class TeacherTarget(TargetGenerator):
 
     def normalize_prediction(self, pred: Tensor) -> Tensor:
         return layer_norm(pred) if self.norm == "ln" else pred
+
+
+def teacher_state_dict(raw: dict[str, Tensor], model: nn.Module, arch: str, source: str, keep_head: bool = False,
+                       hint: str = "") -> dict[str, Tensor]:
+    """``raw`` weights (timm, OpenAI CLIP ``visual.*`` or DINO layout) in the names of the timm ViT ``model``.
+
+    timm's own ``checkpoint_filter_fn`` converts the original layouts; the result must then fit ``model`` exactly
+    (the head is dropped unless ``keep_head``), else ``ValueError`` lists the mismatched keys. A file of another
+    patch size is refused too, since ``checkpoint_filter_fn`` would resample it without a word.
+    """
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    kernel = next((tuple(v.shape[-2:]) for k, v in raw.items()
+                   if k.endswith(("patch_embed.proj.weight", "visual.conv1.weight")) and v.dim() == 4), None)
+    own_kernel = tuple(model.patch_embed.proj.weight.shape[-2:])
+    if kernel is not None and kernel != own_kernel:
+        raise ValueError(
+            f"teacher checkpoint {source!r} has {kernel[0]}x{kernel[1]} patches but timm '{arch}' (with "
+            f"model_kwargs) has {own_kernel[0]}x{own_kernel[1]}; pass the file of that patch size (e.g. "
+            f"dino_vitbase16_pretrain.pth, not dino_vitbase8_pretrain.pth).{hint}"
+        )
+    state = checkpoint_filter_fn(raw, model)
+    if not keep_head:
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"teacher checkpoint {source!r} does not match timm '{arch}': missing {missing[:8]}, "
+            f"unexpected {unexpected[:8]}, shape mismatch {mismatched[:8]} (first 8 of each). Pass the file "
+            "of that architecture (e.g. OpenAI CLIP ViT-B-16.pt with 'vit_base_patch16_clip_quickgelu_224', "
+            f"DINO dino_vitbase16_pretrain.pth with 'vit_base_patch16_224').{hint}"
+        )
+    return state
 
 
 def _renormalization(mean: Sequence[float] | None, std: Sequence[float] | None, input_mean: Sequence[float] | None,

@@ -24,6 +24,10 @@ from ..core.algorithms.base import BaseMIM
 from ..core.checkpoints.read import PretrainedEncoder
 from ..core.registry import MODELS
 from .catalogue import TASKS, load_catalogue
+from .env import require_mmcv_ops
+
+# The toolboxes that import mmcv.ops; mmdet's Mask R-CNN also calls its nms and roi_align.
+MMCV_OPS_USERS = {"mmseg": "ADE20K segmentation with mmseg", "mmdet": "COCO detection with mmdet"}
 
 COLUMNS = (("method", "method"), ("epochs", "epochs"), ("linear_top1", "linear top-1"),
            ("finetune_top1", "fine-tune top-1"), ("ade20k_miou", "ADE20K mIoU"), ("coco_box_ap", "COCO box AP"),
@@ -59,11 +63,14 @@ def method_label(pretrained: PretrainedEncoder) -> str:
 
 def task_config(config: str | Path, checkpoint: str, work_dir: str, launcher: str = "none", amp: bool = False,
                 cfg_options: dict | None = None) -> Config:
-    """Load a benchmark config and point it at ``checkpoint``, ``work_dir`` and the metrics recorder."""
+    """Load a benchmark config and point it at ``checkpoint``, ``work_dir`` and the metrics recorder; check first
+    that the mmcv ops an mmseg/mmdet config needs are there (and, for mmdet, can run on CUDA where CUDA is)."""
     from .config import prepare_config
 
     cfg = Config.fromfile(str(config))
     cfg.merge_from_dict(cfg_options or {})
+    if cfg.get("default_scope") in MMCV_OPS_USERS:
+        require_mmcv_ops(MMCV_OPS_USERS[cfg.default_scope], on_cuda_tensors=cfg.default_scope == "mmdet")
     cfg.model.backbone.mim_checkpoint = osp.abspath(checkpoint)
     cfg.work_dir = work_dir
     cfg.launcher = launcher

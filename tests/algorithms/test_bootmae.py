@@ -22,14 +22,15 @@ import mim_zoo  # noqa: F401  (registers the plugins)
 from mim_zoo.core.algorithms import MAE
 from mim_zoo.core.algorithms.bootmae import BootMAE, PatchDeEmbed, SelfAttention, center_weights
 from mim_zoo.core.checkpoints import convert_state_dict
-from mim_zoo.core.checkpoints.bootmae import convert_bootmae
+from mim_zoo.core.checkpoints.bootmae import bootmae_to_mim_zoo
 from mim_zoo.core.encoders import ViTEncoder
-from mim_zoo.core.tokens import patchify, unpatchify
 from mim_zoo.core.losses import weighted_mse
 from mim_zoo.core.masking import BlockMasking
-from mim_zoo.core.tokens import mask_to_indices
-from mim_zoo.registry import MODELS, build
 from mim_zoo.core.schedules import evaluate
+from mim_zoo.core.tokens import mask_to_indices, patchify, unpatchify
+from mim_zoo.registry import MODELS, build
+
+from ..helpers.official import bootmae_sincos, bootmae_state_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "bootmae"
@@ -334,51 +335,14 @@ TINY = dict(embed_dim=48, depth=2, heads=6, decode_dim=32, decoder_depth=2, patc
 
 
 def official_sincos(dim: int, grid: int) -> torch.Tensor:
-    """build_2d_sincos_position_embedding (MoCo v3): torch.meshgrid(grid_w, grid_h) with 'ij' indexing."""
-    grid_w, grid_h = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32),
-                                    indexing="ij")
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4))
-    out_w, out_h = grid_w.flatten()[:, None] * omega, grid_h.flatten()[:, None] * omega
-    table = torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1)
-    return torch.cat([torch.zeros(1, dim), table])[None]
+    return bootmae_sincos(dim, grid)
 
 
 def official_state_dict(seed: int) -> dict[str, torch.Tensor]:
     """Keys and shapes of VisionTransformerForMaskedImageModeling(qkv_bias=True, init_values=None) for TINY."""
-    d, dd, p, h = TINY["embed_dim"], TINY["decode_dim"], TINY["patch"], TINY["heads"]
-    gen = torch.Generator().manual_seed(seed)
-    shapes = {"cls_token": (1, 1, d), "patch_embed.proj.weight": (d, 3, p, p), "patch_embed.proj.bias": (d,),
-              "norm.weight": (d,), "norm.bias": (d,)}
-
-    def block(prefix: str, dim: int, c_dim: int | None) -> None:
-        inner = (dim // h) * h
-        for norm in ("norm1", "norm2") + (("norm3",) if c_dim else ()):
-            shapes[f"{prefix}{norm}.weight"] = shapes[f"{prefix}{norm}.bias"] = (dim,)
-        shapes.update({f"{prefix}attn.q_bias": (inner,), f"{prefix}attn.v_bias": (inner,),
-                       f"{prefix}attn.qkv.weight": (3 * inner, dim), f"{prefix}attn.proj.weight": (dim, inner),
-                       f"{prefix}attn.proj.bias": (dim,), f"{prefix}mlp.fc1.weight": (4 * dim, dim),
-                       f"{prefix}mlp.fc1.bias": (4 * dim,), f"{prefix}mlp.fc2.weight": (dim, 4 * dim),
-                       f"{prefix}mlp.fc2.bias": (dim,)})
-        if c_dim:
-            shapes.update({f"{prefix}norm4.weight": (c_dim,), f"{prefix}norm4.bias": (c_dim,),
-                           f"{prefix}c_attn.q_bias": (inner,), f"{prefix}c_attn.v_bias": (inner,),
-                           f"{prefix}c_attn.q.weight": (inner, dim), f"{prefix}c_attn.kv.weight": (2 * inner, c_dim),
-                           f"{prefix}c_attn.proj.weight": (dim, inner), f"{prefix}c_attn.proj.bias": (dim,)})
-
-    for i in range(TINY["depth"]):
-        block(f"blocks.{i}.", d, None)
-    for i in range(TINY["decoder_depth"]):
-        block(f"decode_blocks.{i}.", dd, d)
-        block(f"decode_blocks_1.{i}.", d, d)
-    shapes.update({"decode_norm.weight": (dd,), "decode_norm.bias": (dd,), "down.weight": (dd, d), "down.bias": (dd,),
-                   "mask_token": (1, 1, dd), "lm_head.proj.weight": (dd, 3, p, p), "lm_head.proj.bias": (3,),
-                   "down_1.weight": (d, d), "down_1.bias": (d,), "mask_token_1": (1, 1, d),
-                   "decode_norm_1.weight": (d,), "decode_norm_1.bias": (d,), "lm_head_1.weight": (d, d),
-                   "lm_head_1.bias": (d,)})
-    state = {k: 0.2 * torch.randn(s, generator=gen) for k, s in shapes.items()}
-    state["pos_embed"] = official_sincos(d, TINY["grid"])
-    state["de_pos_embed"] = official_sincos(dd, TINY["grid"])
-    return state
+    t = TINY
+    return bootmae_state_dict(t["embed_dim"], t["depth"], t["heads"], t["decode_dim"], t["decoder_depth"], t["heads"],
+                              t["decoder_depth"], t["heads"], t["patch"], t["grid"], seed=seed)
 
 
 def _ln(x, sd, name):
@@ -475,7 +439,7 @@ def test_converter_loads_the_official_layout_strictly_and_reproduces_the_officia
 def test_converter_maps_the_official_ema_onto_the_momentum_target_and_rejects_foreign_files():
     model = converter_model()
     official, official_ema = official_state_dict(seed=0), official_state_dict(seed=5)
-    model.load_state_dict(convert_bootmae(official, ema_state_dict=official_ema), strict=True)
+    model.load_state_dict(bootmae_to_mim_zoo(official, ema_state_dict=official_ema), strict=True)
     q_bias = official_ema["blocks.1.attn.q_bias"]
     expected = torch.cat([q_bias, torch.zeros_like(q_bias), official_ema["blocks.1.attn.v_bias"]])
     assert torch.equal(model.feature_target.ema.vit.blocks[1].attn.qkv.bias, expected)

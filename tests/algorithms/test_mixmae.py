@@ -15,10 +15,12 @@ import mim_zoo  # noqa: F401  (registers the plugins)
 from mim_zoo.core.algorithms.mixmae import MixMAE, mix_tokens, mixmae_loss, split_streams, unmix_predictions
 from mim_zoo.core.checkpoints import convert_state_dict
 from mim_zoo.core.checkpoints.mixmim import swin_relative_position_index
-from mim_zoo.core.tokens import sincos_pos_embed_2d
-from mim_zoo.core.masking import MixingMask
 from mim_zoo.core.encoders.mixmim import MixMIMEncoder
+from mim_zoo.core.masking import MixingMask
+from mim_zoo.core.tokens import sincos_pos_embed_2d
 from mim_zoo.registry import MODELS
+
+from ..helpers.official import mixmim_state_dict
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_CONFIG = osp.join(ROOT, "configs", "mixmae", "tiny_cpu.py")
@@ -295,46 +297,7 @@ def test_export_loads_into_mmpretrain_and_gives_the_same_features() -> None:
     assert torch.equal(encoder.export_state_dict()["absolute_pos_embed"], sincos_pos_embed_2d(16, (32, 32), 0))
 
 
-def official_state_dict(embed: int, depths: list[int], heads: list[int], windows: list[int], grid: int,
-                        patch: int, dec_dim: int, dec_depth: int, out_dim: int) -> dict[str, torch.Tensor]:
-    """Random weights in the key layout and shapes of Sense-X/MixMIM@2b2f5a9 models_mixmim.py:MixMIM."""
-    gen = torch.Generator().manual_seed(0)
-    shapes: dict[str, tuple[int, ...]] = {
-        "mask_token": (1, 1, dec_dim), "patch_embed.proj.weight": (embed, 3, patch, patch),
-        "patch_embed.proj.bias": (embed,), "patch_embed.norm.weight": (embed,), "patch_embed.norm.bias": (embed,)}
-
-    def vit_block(prefix: str, dim: int) -> None:  # timm Block / MixMIMBlock: norm1, attn.qkv/proj, norm2, mlp
-        shapes.update({f"{prefix}norm1.weight": (dim,), f"{prefix}norm1.bias": (dim,),
-                       f"{prefix}attn.qkv.weight": (3 * dim, dim), f"{prefix}attn.qkv.bias": (3 * dim,),
-                       f"{prefix}attn.proj.weight": (dim, dim), f"{prefix}attn.proj.bias": (dim,),
-                       f"{prefix}norm2.weight": (dim,), f"{prefix}norm2.bias": (dim,),
-                       f"{prefix}mlp.fc1.weight": (4 * dim, dim), f"{prefix}mlp.fc1.bias": (4 * dim,),
-                       f"{prefix}mlp.fc2.weight": (dim, 4 * dim), f"{prefix}mlp.fc2.bias": (dim,)})
-
-    for i, depth in enumerate(depths):
-        dim, win = embed * 2**i, min(windows[i], grid // 2**i)
-        for j in range(depth):
-            vit_block(f"layers.{i}.blocks.{j}.", dim)
-            shapes[f"layers.{i}.blocks.{j}.attn.relative_position_bias_table"] = ((2 * win - 1) ** 2, heads[i])
-        if i < len(depths) - 1:  # timm PatchMerging: norm(4C) then reduction 4C -> 2C without bias
-            shapes.update({f"layers.{i}.downsample.reduction.weight": (2 * dim, 4 * dim),
-                           f"layers.{i}.downsample.norm.weight": (4 * dim,),
-                           f"layers.{i}.downsample.norm.bias": (4 * dim,)})
-    features = embed * 2 ** (len(depths) - 1)
-    shapes.update({"norm.weight": (features,), "norm.bias": (features,), "decoder_embed.weight": (dec_dim, features),
-                   "decoder_embed.bias": (dec_dim,), "decoder_norm.weight": (dec_dim,), "decoder_norm.bias": (dec_dim,),
-                   "decoder_pred.weight": (out_dim, dec_dim), "decoder_pred.bias": (out_dim,)})
-    for k in range(dec_depth):
-        vit_block(f"decoder_blocks.{k}.", dec_dim)
-    state = {key: torch.randn(shape, generator=gen) for key, shape in shapes.items()}
-    for i, depth in enumerate(depths):  # the fixed tables (buffers / frozen parameters)
-        win = min(windows[i], grid // 2**i)
-        for j in range(depth):
-            state[f"layers.{i}.blocks.{j}.attn.relative_position_index"] = swin_relative_position_index(win)
-    out_grid = grid // 2 ** (len(depths) - 1)
-    state["absolute_pos_embed"] = sincos_pos_embed_2d(embed, (grid, grid), 0)
-    state["decoder_pos_embed"] = sincos_pos_embed_2d(dec_dim, (out_grid, out_grid), 0)
-    return state
+official_state_dict = mixmim_state_dict  # Sense-X/MixMIM@2b2f5a9 models_mixmim.py:MixMIM's layout
 
 
 def timm_patch_merging(x: torch.Tensor, side: int, norm_w, norm_b, reduction: torch.Tensor) -> torch.Tensor:
@@ -367,16 +330,18 @@ def test_converter_official_layout_loads_strictly() -> None:
 
 
 def test_convert_tool_on_an_official_file(tmp_path) -> None:
-    """The released files hold the state dict under "model" (main_pretrain.py via util/misc.py:save_model)."""
-    official = official_state_dict(16, [1, 1, 1, 1], [1, 1, 2, 2], [8, 8, 4, 4], grid=32, patch=2, dec_dim=32,
-                                   dec_depth=1, out_dim=768)
+    """The released files hold the state dict under "model" (main_pretrain.py via util/misc.py:save_model); the tool
+    records the config the weights belong to and the epochs the file had completed."""
+    official = official_state_dict(32, [1, 1, 2], [1, 2, 4], [4, 4, 4], grid=16, patch=2, dec_dim=32, dec_depth=1,
+                                   out_dim=8 * 8 * 3)  # configs/mixmae/tiny_cpu.py
     torch.save({"model": official, "epoch": 599}, tmp_path / "official.pth")
     cmd = [sys.executable, "tools/convert_checkpoint.py", str(tmp_path / "official.pth"), str(tmp_path / "ours.pth"),
-           "--from", "mixmim"]
+           "--from", "mixmim", "--config", TINY_CONFIG]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    converted = torch.load(tmp_path / "ours.pth", map_location="cpu", weights_only=True)["state_dict"]
-    four_stage_model().load_state_dict(converted, strict=True)
+    converted = torch.load(tmp_path / "ours.pth", map_location="cpu", weights_only=True)
+    tiny_model().load_state_dict(converted["state_dict"], strict=True)
+    assert converted["meta"]["epoch"] == 600 and "MixMAE" in converted["meta"]["cfg"]
 
 
 def test_converter_rejects_foreign_files() -> None:

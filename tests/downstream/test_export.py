@@ -1,5 +1,6 @@
-"""tools/export.py and mim_zoo.core.checkpoints.export: each target's file loads into that library's model, and for every
-algorithm (BootMAE, MR-MAE, a combo, MixMAE) the loader and each export carry exactly the pretraining weights."""
+"""tools/export.py and mim_zoo.core.checkpoints.export: each target's file loads through the loading path of that
+library's own configs, and for every algorithm (BootMAE, MR-MAE, a combo, MixMAE) the loader and each export carry
+exactly the pretraining weights."""
 
 from __future__ import annotations
 
@@ -12,15 +13,38 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import mim_zoo  # noqa: F401
-from mim_zoo.core.downstream import load_pretrained_encoder
-from mim_zoo.engine.benchmark import method_label, recipe_config
-from mim_zoo.core.checkpoints.layouts import ConversionError, Converted, timm_vit_to_openmmlab
 from mim_zoo.core.checkpoints.export import export_encoder
+from mim_zoo.core.checkpoints.layouts import ConversionError, Converted, timm_vit_to_openmmlab
+from mim_zoo.core.downstream import load_pretrained_encoder
 from mim_zoo.core.downstream.loading import load_checked
+from mim_zoo.engine.benchmark import method_label, recipe_config
 
+from ..helpers.library_loading import (
+    MMPRETRAIN_VIT,
+    assert_loaded,
+    assert_same_tensors,
+    checkpoint_encoder,
+    detector_load_from,
+    mmpretrain_classifier,
+    mmseg_segmentor,
+    timm_model,
+    vitdet_init_weights,
+)
 from .conftest import load_tool, run_tool
 
 TINY_TIMM = dict(model_name="vit_tiny_patch16_224", img_size=32, patch_size=4, embed_dim=64, depth=2, num_heads=4)
+# the tiny encoder of configs/mae/tiny_cpu.py in each library's backbone arguments
+TINY_MMPRETRAIN = dict(arch=dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=256), img_size=32,
+                       patch_size=4)
+TINY_MMSEG = dict(img_size=(32, 32), patch_size=4, embed_dims=64, num_layers=2, num_heads=4, out_indices=[0, 1])
+TINY_VITDET = dict(img_size=32, patch_size=4, embed_dim=64, depth=2, num_heads=4, window_size=4, global_blocks=(1,),
+                   pretrain_img_size=32)
+
+
+def saved_state(path: str, key: str = "state_dict", prefix: str = "") -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)[key]
+    assert all(k.startswith(prefix) for k in state)
+    return {k.removeprefix(prefix): v for k, v in state.items()}
 
 
 def test_timm_export_loads_with_timm_pretrained_cfg_overlay(tiny_checkpoint, tiny_pretrained, tmp_path):
@@ -30,41 +54,68 @@ def test_timm_export_loads_with_timm_pretrained_cfg_overlay(tiny_checkpoint, tin
     model = timm.create_model(pretrained=True, num_classes=0, pretrained_cfg_overlay=dict(file=str(out)), **TINY_TIMM)
     for key, value in tiny_pretrained.state_dict.items():
         assert torch.equal(model.state_dict()[key], value), key
+    finetune = timm_model(str(out), TINY_TIMM, num_classes=10)  # a fine-tuning model: the head stays fresh
+    assert_loaded(finetune, tiny_pretrained.state_dict, new=("head.",))
 
 
-def test_mmpretrain_export_loads_into_mmpretrain_vit(tiny_checkpoint, tiny_pretrained, tmp_path):
-    from mmengine.runner import load_checkpoint
+@pytest.mark.parametrize("recipe", ["linear", "finetune"])
+def test_mmpretrain_export_loads_through_the_backbones_init_cfg(recipe, tiny_checkpoint, tiny_pretrained, tmp_path):
+    """mmpretrain's own MAE benchmark configs: ``init_cfg=dict(type='Pretrained', checkpoint=FILE,
+    prefix='backbone.')``; the linear probe keeps the final norm (``ln1``), the fine-tune recipe pools with a new
+    ``ln2`` instead, so it ignores ``ln1`` (its ``strict=False`` load skips it)."""
     from mmpretrain.models.backbones import VisionTransformer
 
     out = str(tmp_path / "mmpretrain.pth")
     export_encoder(tiny_checkpoint, "mmpretrain", out)
-    vit = VisionTransformer(arch=dict(embed_dims=64, num_layers=2, num_heads=4, feedforward_channels=256),
-                            img_size=32, patch_size=4, final_norm=True)
-    saved = torch.load(out, weights_only=True)["state_dict"]
-    assert set(saved) == {"backbone." + k for k in vit.state_dict()}
-    load_checkpoint(vit, out, revise_keys=[(r"^backbone\.", "")], strict=True)
-    x = torch.randn(2, 3, 32, 32)
-    expected = tiny_pretrained.encoder(x)[:, 0]  # class token after the final norm
-    vit.eval()
-    assert torch.allclose(vit(x)[0], expected, atol=1e-5)
+    vit = VisionTransformer(final_norm=True, **TINY_MMPRETRAIN)
+    state = saved_state(out, prefix="backbone.")
+    assert set(state) == set(vit.state_dict())
+    backbone = dict(TINY_MMPRETRAIN, frozen_stages=2) if recipe == "linear" else TINY_MMPRETRAIN
+    classifier = mmpretrain_classifier(out, MMPRETRAIN_VIT[recipe], backbone, head_channels=64)
+    if recipe == "linear":
+        assert_loaded(classifier.backbone, state)
+        x = torch.randn(2, 3, 32, 32)
+        expected = tiny_pretrained.encoder(x)[:, 0]  # class token after the final norm
+        classifier.eval()
+        assert torch.allclose(classifier.backbone(x)[0], expected, atol=1e-5)
+    else:
+        assert_loaded(classifier.backbone, {k: v for k, v in state.items() if not k.startswith("ln1.")}, ("ln2.",))
 
 
-def test_mmseg_and_mmdet_exports_have_their_backbone_keys(tiny_checkpoint, tmp_path):
-    from mim_zoo.core.downstream.mmdet import ViTDetBackbone
+def test_mmseg_export_loads_through_the_segmentors_pretrained(tiny_checkpoint, tmp_path):
+    """mmseg's MAE UperNet config: ``model.pretrained=FILE`` -> the backbone's ``init_cfg=dict(type='Pretrained')``;
+    layer scale (``gamma``) is new at fine-tuning."""
     from mim_zoo.core.downstream.mmseg import MIMBEiT
 
-    seg, det = str(tmp_path / "seg.pth"), str(tmp_path / "det.pth")
+    seg = str(tmp_path / "seg.pth")
     export_encoder(tiny_checkpoint, "mmseg", seg)
-    meta = export_encoder(tiny_checkpoint, "mmdet", det)
-    assert set(meta["dropped"]) == {"cls_token", "norm.weight", "norm.bias"}
     beit = MIMBEiT(img_size=32, patch_size=4, embed_dims=64, num_layers=2, num_heads=4, init_values=1.0)
     new = ("gamma_", "relative_position")
-    assert set(torch.load(seg, weights_only=True)["state_dict"]) == {k for k in beit.state_dict()
-                                                                     if not any(n in k for n in new)}
-    vitdet = ViTDetBackbone(img_size=64, patch_size=4, embed_dim=64, depth=2, num_heads=4, window_size=4,
-                            global_blocks=(1,), pretrain_img_size=32)
-    assert set(torch.load(det, weights_only=True)["state_dict"]) == {"backbone." + k for k in vitdet.state_dict()
-                                                                     if "rel_pos" not in k}
+    state = saved_state(seg)
+    assert set(state) == {k for k in beit.state_dict() if not any(n in k for n in new)}
+    assert_loaded(mmseg_segmentor(seg, TINY_MMSEG).backbone, state, new=new)
+
+
+def test_mmdet_export_loads_through_vitdet_init_cfg_and_a_detectors_load_from(tiny_checkpoint, tmp_path):
+    """ViTDet's configs: ``init_cfg=dict(type='Pretrained', checkpoint=FILE)``, whose ``ViT.init_weights`` reads
+    ``ckpt['model']`` (a file without it fails there, as the export of mim_zoo 0.1 did); a detector's
+    ``load_from`` reads ``state_dict``. Both carry the same tensors; relative positions are new."""
+    from mim_zoo.core.downstream.mmdet import ViTDetBackbone
+
+    det = str(tmp_path / "det.pth")
+    meta = export_encoder(tiny_checkpoint, "mmdet", det)
+    assert set(meta["dropped"]) == {"cls_token", "norm.weight", "norm.bias"}
+    saved = torch.load(det, map_location="cpu", weights_only=True)
+    model, state = saved["model"], {k.removeprefix("backbone."): v for k, v in saved["state_dict"].items()}
+    assert model.keys() == state.keys() and all(k.startswith("backbone.") for k in saved["state_dict"])
+    assert all(model[k] is state[k] for k in model)  # one set of tensors, stored once
+    vitdet_names = {"pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"} | {
+        f"blocks.{i}.{part}.{p}" for i in range(2) for p in ("weight", "bias")
+        for part in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")}
+    assert set(model) == vitdet_names  # ViTDet's ViT names, rel_pos_h/w aside (projects/ViTDet/vitdet/vit.py)
+    vitdet = vitdet_init_weights(ViTDetBackbone(**TINY_VITDET), dict(type="Pretrained", checkpoint=det))
+    assert_loaded(vitdet, model, new=("rel_pos",))
+    assert_loaded(detector_load_from(det, ViTDetBackbone(**TINY_VITDET)), state, new=("rel_pos",))
 
 
 def test_bad_requests_are_errors(tiny_checkpoint, tmp_path):
@@ -78,25 +129,6 @@ def test_bad_requests_are_errors(tiny_checkpoint, tmp_path):
 # tiny config -> the method label of its checkpoint's results row
 ALGORITHMS = {"BootMAE": "BootMAE", "MRMAE": "MRMAE", "mae_momentum": "MAE+MomentumTarget", "MixMAE": "MixMAE"}
 TWIN_OF_TARGET = {"mmpretrain": "linear", "mmseg": "ade20k", "mmdet": "coco"}  # a backbone in that layout
-
-
-def checkpoint_encoder(path: str) -> dict[str, torch.Tensor]:
-    """The encoder tensors as stored in a pretraining checkpoint, keyed as the canonical model names them
-    (``ViTEncoder`` holds timm's ViT at ``encoder.vit``, ``MixMIMEncoder`` mmpretrain's model at ``encoder.mixmim``)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    encoder = {k: v for k, v in state.items() if k.startswith("encoder.")}
-    assert all(k.startswith(("encoder.vit.", "encoder.mixmim.")) for k in encoder)
-    return {k.split(".", 2)[2]: v for k, v in encoder.items()}
-
-
-def assert_same_tensors(exported: dict[str, torch.Tensor], source: dict[str, torch.Tensor]) -> None:
-    """Every exported tensor is one of ``source``'s, bit for bit, and every ``source`` tensor is exported once."""
-    remaining = list(source.values())
-    for key, tensor in exported.items():
-        match = next((i for i, t in enumerate(remaining) if t.shape == tensor.shape and torch.equal(t, tensor)), None)
-        assert match is not None, f"exported {key} is not a pretrained tensor"
-        remaining.pop(match)
-    assert not remaining, f"{len(remaining)} pretrained tensors were not exported"
 
 
 def library_backbone(pretrained, target: str):

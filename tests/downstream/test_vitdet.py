@@ -63,6 +63,9 @@ def test_simple_feature_pyramid_levels():
     assert [tuple(o.shape) for o in outs] == [(2, 32, 64, 64), (2, 32, 32, 32), (2, 32, 16, 16), (2, 32, 8, 8),
                                               (2, 32, 4, 4)]
     assert all(c.bias is None for c in fpn.modules() if type(c) is nn.Conv2d)  # a norm follows: no bias
+    # compiled mmcv's RoIAlign reads its input as contiguous [B, C, H, W] whatever the strides: a channels-last view
+    # out of LayerNorm2d would be pooled wrongly (tests/engine/test_mmcv_ops.py shows the hazard)
+    assert all(o.is_contiguous() for o in outs)
 
 
 def detectron2_lr_scale(name: str, rate: float, num_layers: int) -> float:

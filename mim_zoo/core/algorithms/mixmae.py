@@ -112,17 +112,20 @@ class MixMAEDecoder(nn.Module):
         out_dim: prediction width per token, the target's ``dim`` (filled in by the algorithm).
         embed_dim, depth, num_heads, mlp_ratio: decoder transformer (MixMIM: 512, 8, 16, 4).
         norm_eps: LayerNorm epsilon (official ``nn.LayerNorm`` default 1e-5; mmpretrain's neck uses 1e-6).
+        pos_layout: order of the fixed sin-cos table (:func:`~mim_zoo.core.tokens.sincos_pos_embed_2d`): official
+            ``"mae"``; mmpretrain's neck builds ``"mocov3"`` (``build_2d_sincos_position_embedding``), which its
+            converted checkpoints need.
     """
 
     def __init__(self, in_dim: int, grid_size: tuple[int, int], out_dim: int, embed_dim: int = 512, depth: int = 8,
-                 num_heads: int = 16, mlp_ratio: float = 4.0, norm_eps: float = 1e-5) -> None:
+                 num_heads: int = 16, mlp_ratio: float = 4.0, norm_eps: float = 1e-5, pos_layout: str = "mae") -> None:
         from timm.models.vision_transformer import Block  # timm loads with the first model built, not with the registry
 
         super().__init__()
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
         self.embed = nn.Linear(in_dim, embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        pos = sincos_pos_embed_2d(embed_dim, tuple(grid_size), num_prefix_tokens=0)
+        pos = sincos_pos_embed_2d(embed_dim, tuple(grid_size), num_prefix_tokens=0, layout=pos_layout)
         self.register_buffer("pos_embed", pos, persistent=False)  # [1, L, E], fixed
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer) for _ in range(depth)

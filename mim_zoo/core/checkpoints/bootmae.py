@@ -16,17 +16,22 @@ Attention biases: the official projections have a q bias and a v bias but no k b
 and our decoders' projections have a full bias. A k bias adds ``q . b_k`` to every logit of a query and cancels in
 the softmax, so the k part is filled with zeros and the converted model computes the same function.
 
-Momentum target: mim_zoo averages the encoder alone (``feature_target.ema.*``). Without ``ema_state_dict`` it starts
-as a copy of the online encoder, as the official ``ModelEma(model)`` does; with ``checkpoint["model_ema"]`` its
-encoder part is restored (its unused decoder copies are dropped).
+Momentum target: mim_zoo averages the encoder alone (``feature_target.ema.*``). With ``checkpoint["model_ema"]``
+its encoder part is restored (its unused decoder copies are dropped), so a continued run continues the official EMA;
+without it the momentum encoder starts as a copy of the online encoder, as the official ``ModelEma(model)`` does at
+the start of a run (``run_pretraining.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 
 from ..tokens import sincos_pos_embed_2d
-from .official import StateDict, register_converter, rename_prefixes
+from .keys import StateDict, rename_prefixes, state_dict_entry
+from .sources import SourceLayout, register_source
 
 _MAPPING = [  # first match wins: the "_1" (feature decoder) names before their prefixes
     ("decode_blocks_1.", "feature_decoder.blocks."),
@@ -92,8 +97,7 @@ def _convert_model(state_dict: StateDict) -> StateDict:
     return renamed
 
 
-@register_converter("bootmae")
-def convert_bootmae(state_dict: StateDict, ema_state_dict: StateDict | None = None) -> StateDict:
+def bootmae_to_mim_zoo(state_dict: StateDict, ema_state_dict: StateDict | None = None) -> StateDict:
     """Official BootMAE ``model`` state dict (and optionally ``model_ema``) -> mim_zoo ``BootMAE`` state dict.
 
     Args:
@@ -108,3 +112,20 @@ def convert_bootmae(state_dict: StateDict, ema_state_dict: StateDict | None = No
     momentum = {"feature_target.ema." + k.removeprefix("encoder."): v.clone()
                 for k, v in ema.items() if k.startswith("encoder.")}
     return out | momentum
+
+
+def _convert_file(checkpoint: Any) -> StateDict:
+    """``model`` and, when the run kept one, ``model_ema`` (``utils.py:save_model`` saves it beside the model)."""
+    ema = checkpoint.get("model_ema") if isinstance(checkpoint, Mapping) else None
+    return bootmae_to_mim_zoo(state_dict_entry(checkpoint, ("model",)),
+                              None if ema is None else state_dict_entry(ema))
+
+
+register_source(SourceLayout(
+    name="bootmae",
+    summary="official BootMAE, encoder, both decoders and the EMA encoder when saved (continue or evaluate)",
+    files="BootMAE_Base_800_PT.pth, BootMAE_Large_800_PT.pth, run_pretraining.py's checkpoint-N.pth "
+          "(LightDXY/BootMAE; 'model' and, with --model_ema, 'model_ema')",
+    convert=_convert_file,
+    algorithm="BootMAE",
+))

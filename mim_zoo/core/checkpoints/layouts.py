@@ -1,6 +1,6 @@
-"""Canonical encoder state dicts -> the layouts of mmpretrain, mmseg and the ViTDet backbone.
+"""The export direction's key maps: canonical encoder state dicts -> the layouts of mmpretrain, mmseg and ViTDet.
 
-Every converter is a pure function ``state_dict -> Converted(state_dict, dropped)``: renamed tensors (never
+Every map is a pure function ``state_dict -> Converted(state_dict, dropped)``: renamed tensors (never
 copied or modified; resizing is the loader's job) and the checkpoint keys it deliberately leaves out, each with the
 reason. A key no rule knows raises: a converter never silently forgets weights.
 
@@ -21,32 +21,19 @@ timm ``VisionTransformer``    mmpretrain ``VisionTransformer``      mmseg ``BEiT
 ============================  ====================================  ==========================================
 
 mmpretrain's names follow ``mmpretrain/models/backbones/vision_transformer.py`` (1.2.0) and mmseg's
-``mmseg/models/backbones/beit.py`` + ``mae.py`` (1.2.2); the ViTDet backbone of :mod:`mim_zoo.core.downstream.vitdet`
-keeps timm's names.
+``mmseg/models/backbones/beit.py`` + ``mae.py`` (1.2.2). ViTDet's backbone keeps timm's names, both mmdet's
+(open-mmlab/mmdetection@f32af44 (3.x) ``projects/ViTDet/vitdet/vit.py:ViT``: ``patch_embed.proj``, ``pos_embed``
+with the class row, ``blocks.i.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}``) and
+:class:`mim_zoo.core.downstream.vitdet.ViTDetBackbone`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
-from torch import Tensor
+from .keys import ConversionError, Converted, StateDict
 
-StateDict = dict[str, Tensor]
-
-
-@dataclass
-class Converted:
-    """A converted state dict and the source keys left out on purpose (key -> reason)."""
-
-    state_dict: StateDict
-    dropped: dict[str, str] = field(default_factory=dict)
-
-
-class ConversionError(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
-
+__all__ = ["ConversionError", "Converted", "StateDict", "identity", "timm_vit_to_openmmlab", "timm_vit_to_vitdet"]
 
 _TIMM_BLOCK = re.compile(r"blocks\.(\d+)\.(.+)")
 _TIMM_IN_BLOCK_TO_OPENMMLAB = {

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from mmengine.registry import Registry
 from torch import Tensor, nn
 
-from ..registry import MODELS
+from ..contracts import ContractError, EncoderProtocol, check_plugin
+from ..registry import MASK_GENERATORS, MODELS, TARGET_GENERATORS
 
 ENCODER_PREFIX = "encoder."
 
@@ -78,7 +80,7 @@ def _literal(node: ast.AST) -> Any:
     if isinstance(node, ast.Dict):
         if any(k is None for k in node.keys):
             raise _NotLiteral("dict unpacking")
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
         if any(kw.arg is None for kw in node.keywords):
             raise _NotLiteral("dict(**kwargs)")
@@ -116,8 +118,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     except Exception as err:  # torch raises UnpicklingError or RuntimeError depending on the version
         raise CheckpointError(
             f"{path!r} cannot be opened with torch.load(weights_only=True): {str(err).splitlines()[0]}. mim_zoo "
-            "checkpoints are weights-only loadable (mim_zoo.engine.compat); a checkpoint you trust from elsewhere can be "
-            "read with mim_zoo.engine.compat.load_trusted and re-saved."
+            "checkpoints are weights-only loadable (mim_zoo.engine.compat); convert a file you trust from elsewhere "
+            "with `tools/convert_checkpoint.py` (`--list` shows the layouts it reads)."
         ) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         keys = list(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
@@ -134,8 +136,9 @@ def saved_model_config(ckpt: dict, source: str = "checkpoint") -> dict:
     text = ckpt.get("meta", {}).get("cfg")
     if not isinstance(text, str):
         raise CheckpointError(
-            f"{source} has no saved config (meta['cfg']); it was not written by mmengine's Runner, so its encoder "
-            "cannot be rebuilt. Train with `tools/train.py`, which saves the config in every checkpoint."
+            f"{source} has no saved config (meta['cfg']), so its encoder cannot be rebuilt. Checkpoints of "
+            "`tools/train.py` save it, and so does `tools/convert_checkpoint.py` (an official file converted by an "
+            "older version: convert it again)."
         )
     model = parse_config_text(text).get("model")
     if not isinstance(model, dict) or not isinstance(model.get("encoder"), dict):
@@ -147,30 +150,59 @@ def saved_model_config(ckpt: dict, source: str = "checkpoint") -> dict:
 
 
 # --- the encoder -----------------------------------------------------------------------------------------------
-# Modules that held encoder classes before the three-tier layout (CHANGELOG, 0.2.0), as checkpoints written then
-# name them in their saved config.
-MOVED_MODULES = {"mim_zoo.encoders": "mim_zoo.core.encoders", "mim_zoo.mixmim_encoder": "mim_zoo.core.encoders.mixmim"}
+# Modules (and packages, with their submodules) that held plugin classes before the three-tier layout
+# (CHANGELOG, 0.2.0), as checkpoints written then name them in their saved config.
+MOVED_MODULES = {"mim_zoo.encoders": "mim_zoo.core.encoders", "mim_zoo.mixmim_encoder": "mim_zoo.core.encoders.mixmim",
+                 "mim_zoo.algorithms": "mim_zoo.core.algorithms", "mim_zoo.masking": "mim_zoo.core.masking",
+                 "mim_zoo.targets": "mim_zoo.core.targets"}
+PLUGIN_REGISTRIES = (MODELS, MASK_GENERATORS, TARGET_GENERATORS)
 
 
-def resolve_type(type_name: Any) -> type:
-    """A registered mim_zoo model class from a saved ``type`` (a name, ``scope.Name`` or a dotted import path).
+def _moved(module: str) -> str:
+    for old, new in MOVED_MODULES.items():
+        if module == old or module.startswith(old + "."):
+            return new + module[len(old):]
+    return module
 
-    Only classes registered in :data:`mim_zoo.registry.MODELS` are accepted: a checkpoint cannot name an arbitrary
-    callable. A dotted path must lead, inside the ``mim_zoo`` package, to that registered class (the module a config
-    imported it from, or a module of :data:`MOVED_MODULES`); nothing outside ``mim_zoo`` is imported.
+
+def resolve_type(type_name: Any, registries: tuple[Registry, ...] = (MODELS,)) -> type:
+    """A registered mim_zoo class from a saved ``type`` (a name, ``scope.Name`` or a dotted import path).
+
+    Only classes registered in ``registries`` (default :data:`mim_zoo.registry.MODELS`) are accepted: a checkpoint
+    cannot name an arbitrary callable. A dotted path must lead, inside the ``mim_zoo`` package, to that registered
+    class (the module a config imported it from, or a module of :data:`MOVED_MODULES`); nothing outside ``mim_zoo``
+    is imported.
     """
     if not isinstance(type_name, str):
-        raise CheckpointError(f"the saved encoder type must be a string, got {type_name!r}")
+        raise CheckpointError(f"a saved type must be a string, got {type_name!r}")
     module, _, name = type_name.rpartition(".")
-    cls = MODELS.get(name)
+    cls = next((r.get(name) for r in registries if r.get(name) is not None), None)
     if cls is None:
         raise CheckpointError(
-            f"encoder type {type_name!r} of the checkpoint is not a registered mim_zoo model. If it comes from a "
+            f"type {type_name!r} of the checkpoint is not a registered mim_zoo model or plugin. If it comes from a "
             "project, import the module that registers it before loading (the `custom_imports` of its config)."
         )
-    if module in ("", "mim_zoo") or _module_attribute(MOVED_MODULES.get(module, module), name) is cls:
+    if module in ("", "mim_zoo") or _module_attribute(_moved(module), name) is cls:
         return cls
-    raise CheckpointError(f"encoder type {type_name!r} does not match the registered {cls.__module__}.{name}")
+    raise CheckpointError(f"type {type_name!r} does not match the registered {cls.__module__}.{name}")
+
+
+def _resolve_types(cfg: Any) -> Any:
+    """``cfg`` with every ``type`` string replaced by its registered class (:func:`resolve_type`)."""
+    if isinstance(cfg, dict):
+        out = {k: _resolve_types(v) for k, v in cfg.items()}
+        if isinstance(cfg.get("type"), str):
+            out["type"] = resolve_type(cfg["type"], PLUGIN_REGISTRIES)
+        return out
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(_resolve_types(v) for v in cfg)
+    return cfg
+
+
+def build_saved_algorithm(model_cfg: dict) -> nn.Module:
+    """The algorithm a saved ``cfg.model`` describes, built with registered mim_zoo classes only. Its data
+    preprocessor (no weights; it may name other libraries' classes) is left out: mmengine's default stands in."""
+    return MODELS.build(_resolve_types({k: v for k, v in model_cfg.items() if k != "data_preprocessor"}))
 
 
 def _module_attribute(module: str, name: str) -> Any:
@@ -220,12 +252,13 @@ def load_pretrained_encoder(path: str | os.PathLike) -> PretrainedEncoder:
     encoder = encoder_cls(**kwargs)
     load_encoder_strict(encoder, encoder_weights(ckpt["state_dict"], source), source)
     encoder.eval()
-    canonical = getattr(encoder, "canonical", None)
-    if canonical is None or not hasattr(encoder, "export_state_dict"):
-        raise CheckpointError(f"{encoder_cls.__name__} has no `canonical` layout / `export_state_dict()`")
+    try:
+        check_plugin(encoder, EncoderProtocol, f"the encoder of {source}")
+    except ContractError as err:
+        raise CheckpointError(str(err)) from err
     meta = ckpt.get("meta", {})
     return PretrainedEncoder(
-        encoder=encoder, state_dict=encoder.export_state_dict(), canonical=canonical, method=_type_name(model_cfg),
+        encoder=encoder, state_dict=encoder.export_state_dict(), canonical=encoder.canonical, method=_type_name(model_cfg),
         epoch=meta.get("epoch"), iteration=meta.get("iter"), encoder_cfg=encoder_cfg, source=source,
         components=model_components(model_cfg),
     )

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import re
 from abc import ABCMeta, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mmengine.logging import print_log
+from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
 
 from ..checkpoints.layouts import Converted
@@ -124,6 +126,24 @@ class PretrainedBackboneMixin(metaclass=ABCMeta):
         report = load_checked(self, converted, self.new_keys, checkpoint, resized)
         print_log(report.summary(), logger="current")
         return report
+
+    def load_exported(self, init_cfg: Mapping[str, Any]) -> LoadReport:
+        """Load an encoder already in this backbone's names (a ``tools/export.py`` file) from mmengine's
+        ``init_cfg=dict(type='Pretrained', checkpoint=FILE, prefix=...)``, checked key by key like
+        :meth:`load_pretraining` (mmengine's own ``Pretrained`` init loads with ``strict=False`` and only logs)."""
+        path, prefix = init_cfg["checkpoint"], init_cfg.get("prefix") or ""
+        checkpoint = CheckpointLoader.load_checkpoint(path, map_location="cpu")
+        state = checkpoint.get("state_dict", checkpoint)
+        if prefix:
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        report = load_checked(self, Converted(state), self.new_keys, path)
+        print_log(report.summary(), logger="current")
+        return report
+
+
+def is_pretrained_init(init_cfg: Any) -> bool:
+    """``init_cfg`` is mmengine's ``dict(type='Pretrained', checkpoint=...)``."""
+    return isinstance(init_cfg, Mapping) and init_cfg.get("type") == "Pretrained" and bool(init_cfg.get("checkpoint"))
 
 
 def pretrained_grid(pretrained: PretrainedEncoder, num_prefix_tokens: int = 1) -> tuple[int, int]:

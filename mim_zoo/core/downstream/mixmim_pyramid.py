@@ -14,7 +14,8 @@ MixMAE's canonical state dict loads as is) with what dense prediction needs, fol
 * one LayerNorm per output level: the pretrained final ``norm`` for the last stage (as mmdet's Swin converter maps
   ``norm`` to ``norm3``), new ones (``out_norms.0-2``) for the others.
 
-Registered in mmseg's and mmdet's ``MODELS`` by :mod:`mim_zoo.core.downstream.mmseg` / :mod:`mim_zoo.core.downstream.mmdet`.
+Registered in mmseg's and mmdet's ``MODELS`` by :mod:`mim_zoo.core.downstream.mmseg` /
+:mod:`mim_zoo.core.downstream.mmdet`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 
 from ..checkpoints.layouts import Converted, identity
 from ..checkpoints.read import PretrainedEncoder
-from .loading import PretrainedBackboneMixin
+from .loading import PretrainedBackboneMixin, is_pretrained_init
 from .pos_embed import resize_pos_embed
 
 
@@ -55,7 +56,9 @@ class MIMMixMIMPyramid(PretrainedBackboneMixin, MixMIMTransformer):
     """MixMIM Swin backbone returning ``[B, C_i, H / 4 / 2^i, W / 4 / 2^i]`` for ``i`` in ``out_indices``.
 
     Args:
-        mim_checkpoint: the pretraining checkpoint; required at ``init_weights``.
+        mim_checkpoint: the pretraining checkpoint, required at ``init_weights`` unless ``init_cfg`` (in
+            ``kwargs``) is ``dict(type='Pretrained', checkpoint=FILE[, prefix='backbone.'])`` with an exported encoder
+            (``tools/export.py --to mmseg`` / ``--to mmdet``), which loads with the same key checks.
         out_indices: stages to return.
         pretrain_img_size: the resolution of pretraining, which fixes the windows and the position table.
         **kwargs: ``MixMIMTransformer``'s (``arch``, ``window_size``, ``drop_path_rate``, ...).
@@ -76,6 +79,9 @@ class MIMMixMIMPyramid(PretrainedBackboneMixin, MixMIMTransformer):
         del self.avgpool  # classification pooling, unused here
 
     def init_weights(self) -> None:
+        if self.mim_checkpoint is None and is_pretrained_init(self.init_cfg):  # a tools/export.py --to mmseg/mmdet file
+            self.load_exported(self.init_cfg)
+            return
         super().init_weights()
         self.load_pretraining(self.mim_checkpoint)
 

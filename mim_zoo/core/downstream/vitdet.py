@@ -43,7 +43,9 @@ from .pos_embed import resize_pos_embed, square_grid
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of a ``[B, C, H, W]`` map (detectron2 ``layers.LayerNorm``, eps 1e-6).
 
-    A subclass of ``nn.LayerNorm`` so that optimizer constructors treat it as a norm layer.
+    A subclass of ``nn.LayerNorm`` so that optimizer constructors treat it as a norm layer. The output is made
+    contiguous: a permuted (channels-last) view would reach mmcv's compiled RoIAlign, whose kernels (CPU and CUDA,
+    mmcv 2.1.0 ``roi_align_{cpu,cuda}``) read ``data_ptr`` as contiguous ``[B, C, H, W]`` and pool wrong values.
     """
 
     def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
@@ -51,7 +53,7 @@ class LayerNorm2d(nn.LayerNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+        return x.permute(0, 3, 1, 2).contiguous()
 
 
 class ViTDetBackbone(PretrainedBackboneMixin, BaseModule):
