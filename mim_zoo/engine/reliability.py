@@ -11,7 +11,6 @@ import os.path as osp
 import random
 import re
 import uuid
-import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.logging import print_log
+
+from ..core.checkpoints.read import checkpoint_problem
 
 
 class RunAborted(RuntimeError):
@@ -125,36 +126,9 @@ register_backend("atomic_local", AtomicLocalBackend, force=True)
 _CKPT_NAME = re.compile(r"^(epoch|iter)_(\d+)\.pth$")
 
 
-def checkpoint_problem(path: str) -> str | None:
-    """Why ``path`` is not a complete checkpoint file, in a few words, or ``None`` if it is one.
-
-    ``torch.save`` writes a zip archive whose central directory comes last, so a file cut short by a kill fails to
-    open; this check reads that directory only (cheap even for multi-GB checkpoints). Legacy non-zip files are
-    loaded in full.
-    """
-    if not osp.isfile(path):
-        return "it does not exist" if not osp.exists(path) else "it is not a file"
-    size = osp.getsize(path)
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                if any(name.endswith("data.pkl") for name in archive.namelist()):
-                    return None
-        except (zipfile.BadZipFile, OSError) as err:
-            return f"its zip archive is damaged ({err})"
-        return "it is a zip archive without pickled data (data.pkl), not a torch.save file"
-    if size == 0:
-        return "it is empty (0 bytes)"
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure means "not usable"
-        return (f"it is truncated or damaged: no complete zip archive (torch.save's format), and it does not load "
-                f"as a legacy torch file either ({type(err).__name__}; {size} bytes)")
-    return None
-
-
 def checkpoint_is_complete(path: str) -> bool:
-    """Whether ``path`` is a complete checkpoint file (:func:`checkpoint_problem` finds nothing wrong)."""
+    """Whether ``path`` is a complete checkpoint file (:func:`~mim_zoo.core.checkpoints.read.checkpoint_problem`
+    finds nothing wrong)."""
     return checkpoint_problem(path) is None
 
 

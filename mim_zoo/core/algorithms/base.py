@@ -57,6 +57,16 @@ class BaseMIM(BaseModel, metaclass=ABCMeta):
     #: ``{"masking": {"type": "RandomMasking", "ratio": 0.75}, ...}``.
     default_parts: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
 
+    #: What each column of a reconstruction figure shows (``{column: note}``, columns named as
+    #: ``mim_zoo.engine.visualization.reconstruction_panels`` names them: ``reconstruct``'s keys, ``_`` as space),
+    #: the figure's caption. A subclass whose loss or outputs differ states its own.
+    reconstruction_notes: ClassVar[Mapping[str, str]] = MappingProxyType({
+        "masked": "grey = the patches hidden from the encoder",
+        "reconstruction": "the decoder's prediction of every patch; the loss scores the masked patches only, so the "
+                          "visible ones are never trained (hence their speckle)",
+        "reconstruction + visible": "the prediction with the visible patches pasted back from the original",
+    })
+
     @classmethod
     def part_config(cls, slot: str, given: Any = None) -> Any:
         """What to build for the part ``slot``: ``given`` if it is built or names a ``type``; otherwise the default

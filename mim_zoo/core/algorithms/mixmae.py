@@ -181,13 +181,25 @@ class MixMAE(BaseMIM):
         self.decoder = self.build_part("decoder", MODELS, decoder, in_dim=self.encoder.embed_dim,
                                        grid_size=self.encoder.grid_size, out_dim=self.target.dim)
 
+    reconstruction_notes = MappingProxyType({
+        "masked": "grey = where image i takes its partner's patch (image B-1-i, the rows mirrored) in mixed input "
+                  "i; one mask per batch, shared by every row (MixMIM's design: each pair swaps the same patches)",
+        "reconstruction": "image i, each patch predicted by the stream in which it was hidden: what the loss scores "
+                          "(every patch)",
+        "reconstruction + visible": "the same, with the patches image i shows in its own mixed input pasted back",
+        "mixed": "the encoder's input i: image i with the grey patches taken from its partner",
+        "reconstruction primary": "image i predicted from mixed input i; scored only where hidden (grey), so the "
+                                  "rest is never trained",
+        "reconstruction partner": "the partner (image B-1-i) predicted from mixed input i; scored only where mixed "
+                                  "input i shows image i",
+    })
+
     def check_batch_size(self, batch_size: int) -> None:
-        """Each image is mixed with its batch mirror, so the per-process batch must be even."""
+        """Each image is mixed with its batch mirror, so a batch (per process) must hold an even number of images."""
         if batch_size % 2:
             raise ValueError(
-                f"MixMAE mixes each image with its batch mirror (x.flip(0)), so the per-process batch must be even; "
-                f"got {batch_size} (the middle image would be mixed with itself). Set train_dataloader.batch_size to "
-                "an even number and keep drop_last=True"
+                f"MixMAE mixes each image with its batch mirror (x.flip(0)), so a batch must hold an even number of "
+                f"images; got {batch_size} (the middle image would be mixed with itself)"
             )
 
     def shared_mask(self, images: Tensor, mask: Tensor) -> Tensor:
