@@ -5,8 +5,9 @@ reconstructions), one row per image.
     python tools/visualize_reconstruction.py CONFIG CHECKPOINT IMAGE [IMAGE ...] --out FILE.png [--seed 0]
 
 CHECKPOINT is a checkpoint of CONFIG (``WORK_DIR/epoch_N.pth``, or an official one converted with
-``mim_zoo.core.checkpoints``). Images are resized (shorter side) and centre-cropped to the encoder's input size; masks are
-drawn by the config's own mask generator with ``--seed``.
+``tools/convert_checkpoint.py``). Images are resized (shorter side) and centre-cropped to the encoder's input size;
+masks are drawn by the config's own mask generator with ``--seed``. Rows are labelled with the file names and a
+caption says what each column shows.
 """
 
 from __future__ import annotations

@@ -299,7 +299,7 @@ def loss_figure(records: Sequence[Mapping[str, Any]], title: str, keys: Sequence
     for key in keys:
         points = [(r["step"], r[key]) for r in records if key in r]
         style = dict(color="black", linewidth=2.2, zorder=3) if key == "loss" else dict(linewidth=1.2)
-        ax.plot(*zip(*points), label=labels[key], marker="." if len(points) < 50 else None, **style)
+        ax.plot(*zip(*points, strict=True), label=labels[key], marker="." if len(points) < 50 else None, **style)
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=10)
