@@ -27,16 +27,13 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))  # this checkout: its cat
 sys.path.insert(0, ROOT)  # run from a checkout without installing
 
 from mmengine.config import DictAction  # noqa: E402
-from mmengine.dist import is_main_process  # noqa: E402
 
-import mim_zoo  # noqa: E402,F401  (registers the encoders, applies the compatibility fixes)
-from mim_zoo.core.checkpoints.read import CheckpointError, load_pretrained_encoder  # noqa: E402
-from mim_zoo.engine.benchmark import TASKS, markdown_table, run_task, update_results  # noqa: E402
-from mim_zoo.engine.catalogue import load_catalogue  # noqa: E402
+from mim_zoo.engine.catalogue import TASKS  # noqa: E402
+from mim_zoo.engine.cli import one_line_errors, tool_parser  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Downstream benchmarks of a mim_zoo pretraining checkpoint")
+    parser = tool_parser("Downstream benchmarks of a mim_zoo pretraining checkpoint")
     parser.add_argument("checkpoint", help="pretraining checkpoint, e.g. work_dirs/mae_vitb_800e/epoch_800.pth")
     parser.add_argument("--tasks", default="linear,finetune,ade20k,coco",
                         help=f"comma-separated subset of {','.join(TASKS)}")
@@ -54,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
                         help="override entries of every task config, e.g. train_dataloader.num_workers=4")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = sorted(set(args.tasks) - set(TASKS))
@@ -75,7 +72,7 @@ def torchrun_command(args: argparse.Namespace, task: str, work_dir: str) -> list
            args.checkpoint, "--tasks", task, "--work-dir", work_dir, "--protocol", args.protocol,
            "--launcher", "pytorch"]
     cmd += ["--name", args.name] if args.name else []
-    cmd += ["--tiny"] * args.tiny + ["--amp"] * args.amp
+    cmd += ["--tiny"] * args.tiny + ["--amp"] * args.amp + ["--debug"] * args.debug
     if args.cfg_options:
         cmd += ["--cfg-options"] + [f"{k}={v}" for k, v in args.cfg_options.items()]
     return cmd
@@ -83,15 +80,24 @@ def torchrun_command(args: argparse.Namespace, task: str, work_dir: str) -> list
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    with one_line_errors(args.debug):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    # The downstream stacks are imported after the arguments are parsed: --help and usage errors do not wait.
+    from mmengine.dist import is_main_process
+
+    from mim_zoo.core.checkpoints.read import load_pretrained_encoder
+    from mim_zoo.engine.benchmark import markdown_table, run_task, update_results
+    from mim_zoo.engine.catalogue import load_catalogue
+
     work_dir = args.work_dir or default_work_dir(args.checkpoint)
     results_file = osp.join(work_dir, "results.json")
-    try:
-        pretrained = load_pretrained_encoder(args.checkpoint)
-        catalogue = load_catalogue(ROOT)
-        recipes = {task: catalogue.recipe(task, pretrained.method, pretrained.canonical, args.protocol, args.tiny)
-                   for task in args.tasks}
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
-        sys.exit(f"error: {err}")
+    pretrained = load_pretrained_encoder(args.checkpoint)
+    catalogue = load_catalogue(ROOT)
+    recipes = {task: catalogue.recipe(task, pretrained.method, pretrained.canonical, args.protocol, args.tiny)
+               for task in args.tasks}
     for task, recipe in recipes.items():
         if args.gpus > 1 and args.launcher == "none":
             cmd = torchrun_command(args, task, work_dir)
