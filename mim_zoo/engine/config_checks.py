@@ -50,12 +50,12 @@ def check_config_types(cfg: Config) -> None:
         return
     model_type = cfg.get("model", {}).get("type")
     if isinstance(model_type, str) and MODELS.get(model_type) is None:
-        raise UnknownPluginError(describe_unknown(MODELS, model_type))
-    for hook in cfg.get("custom_hooks") or []:
+        raise UnknownPluginError(describe_unknown(MODELS, model_type), "model.type")
+    for index, hook in enumerate(cfg.get("custom_hooks") or []):
         hook_type = hook.get("type") if isinstance(hook, dict) else None
         if isinstance(hook_type, str) and HOOKS.get(hook_type) is None:
-            raise UnknownPluginError(f"custom_hooks: {hook_type!r} is not a registered hook. "
-                                     f"Registered: {', '.join(_all_names(HOOKS))}.")
+            raise UnknownPluginError(f"{hook_type!r} is not a registered hook. Registered: "
+                                     f"{', '.join(_all_names(HOOKS))}.", f"custom_hooks.{index}.type")
 
 
 def check_strategy(cfg: Config) -> None:
