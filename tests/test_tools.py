@@ -162,3 +162,25 @@ def test_export_to_timm_prints_the_call_that_loads_the_file_strictly(tmp_path) -
     saved = torch.load(out, weights_only=True)
     assert model.state_dict().keys() == saved.keys()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+
+
+# --- a fast start -------------------------------------------------------------------------------------------------
+HEAVY = ("mmengine.runner", "mmpretrain", "mmdet", "mmseg", "timm", "torchvision", "torch._dynamo")
+
+
+def imported_modules(*args: str) -> set[str]:
+    """The modules ``python -X importtime ARGS`` imports (its stderr, one line per module)."""
+    result = subprocess.run([sys.executable, "-X", "importtime", *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=600)
+    return {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("args", [("--help",), ("configs/mae/tiny_cpu.py", "--cfg-options", "model.type=MAEE")],
+                         ids=["help", "typo"])
+def test_help_and_a_typo_do_not_wait_for_the_training_stack(args) -> None:
+    """What costs a multiple of `import torch` (benchmarks/startup.py): mmengine's Runner, mmpretrain (which imports
+    mmdet), mmseg, and timm (which imports torchvision and, through it, torch._dynamo)."""
+    modules = imported_modules("tools/train.py", *args)
+    assert "mim_zoo" in modules
+    loaded = sorted(m for m in modules if m.startswith(HEAVY))
+    assert not loaded, f"tools/train.py {' '.join(args)} imports {loaded[:8]}"
