@@ -33,9 +33,12 @@ if __package__ in (None, ""):  # `python benchmarks/compare.py`
 
 import torch  # noqa: E402
 
+from mim_zoo.engine.cli import HelpFormatter  # noqa: E402
+
 from .common import CATALOGUE, REPO, load_config, parse_assignments, replace_readme_section  # noqa: E402
 from .compare_report import write_reports  # noqa: E402
 from .runs import Job, Study, load_splits, run_job  # noqa: E402
+
 
 def default_methods() -> dict[str, tuple[Path, dict[str, Any]]]:
     """``{name: (tiny config, options)}``: the catalogue's algorithms, then its combos."""
@@ -129,22 +132,27 @@ def quiet_estimate(cpu_seconds: list[float], workers: int) -> float:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Study, Path, str, bool, Path | None]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--methods", help="comma-separated subset of the methods (default: all)")
     parser.add_argument("--method", action="append", default=[], metavar="NAME=CONFIG", help="add a method")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--epochs", type=int, default=Study.epochs)
-    parser.add_argument("--batch-size", type=int, default=Study.batch_size)
-    parser.add_argument("--lr", type=float, default=Study.lr)
-    parser.add_argument("--jobs", type=int, default=Study.jobs, help="worker processes")
+    parser.add_argument("--seeds", default="0,1,2",
+                        help="comma-separated seeds; each method is pretrained and evaluated once per seed")
+    parser.add_argument("--epochs", type=int, default=Study.epochs,
+                        help=f"pretraining epochs of every method ({Study.warmup_epochs} of warm-up)")
+    parser.add_argument("--batch-size", type=int, default=Study.batch_size,
+                        help="pretraining batch of every method (even: MixMAE pairs images)")
+    parser.add_argument("--lr", type=float, default=Study.lr,
+                        help="AdamW peak learning rate of every method (warm-up, then cosine to 0)")
+    parser.add_argument("--jobs", type=int, default=Study.jobs,
+                        help="worker processes running pretraining jobs in parallel")
     parser.add_argument("--threads", type=int, default=Study.threads, help="torch threads per worker")
     parser.add_argument("--train-limit", type=int, help="pretraining images per epoch (default: the whole split)")
     parser.add_argument("--eval-per-class", type=int, help="evaluation images per class and split (default: all)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the pixel and random-init rows")
     parser.add_argument("--supervised", action="store_true", help="add the supervised reference (+1 job)")
     parser.add_argument("--work-dir", default=str(Study.work_root), help="where the Runner's logs go")
-    parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"),
+                        help="where <name>.json, <name>.md and the plots are written")
     parser.add_argument("--name", default="compare", help="output file stem")
     parser.add_argument("--update-readme", action="store_true",
                         help="put the table and plots in benchmarks/README.md (with the default --out-dir)")

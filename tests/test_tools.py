@@ -184,3 +184,34 @@ def test_help_and_a_typo_do_not_wait_for_the_training_stack(args) -> None:
     assert "mim_zoo" in modules
     loaded = sorted(m for m in modules if m.startswith(HEAVY))
     assert not loaded, f"tools/train.py {' '.join(args)} imports {loaded[:8]}"
+
+
+# --- help texts -----------------------------------------------------------------------------------------------------
+def help_of(*args: str) -> dict[str, str]:
+    """``--help`` of ``python ARGS`` as ``{option: its help text, lines joined}``."""
+    result = subprocess.run([sys.executable, *args, "--help"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    entries: dict[str, str] = {}
+    option = None
+    for line in result.stdout.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("-"):
+            option = stripped.split()[0].rstrip(",")
+            entries[option] = stripped
+        elif option and stripped:
+            entries[option] += " " + stripped
+    return entries
+
+
+def test_compare_options_say_what_they_set_and_their_defaults() -> None:
+    entries = help_of("-m", "benchmarks.compare")
+    for option, default in {"--seeds": "0,1,2", "--epochs": "12", "--batch-size": "32", "--lr": "0.004",
+                            "--jobs": "2", "--out-dir": "benchmarks/results"}.items():
+        text = " ".join(entries[option].split())
+        assert len(text.split(")")[0]) > len(option) + 25, f"{option} has no help text: {text!r}"
+        assert "(default: " in text and default in text.replace(" ", "").replace("-\n", ""), text
+
+
+def test_convert_checkpoint_from_lists_the_layouts() -> None:
+    text = help_of("tools/convert_checkpoint.py")["--from"]
+    assert "layout of SRC, one of: mae," in text and "--list" in text

@@ -36,14 +36,14 @@ INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, 
 DEBUG_HINT = "(--debug shows the traceback)"
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """``--help`` keeps the description's layout (the usage lines of a tool's docstring) and shows each option's
     default, where it has one (not for flags, nor for options that are unset by default)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         help_text = action.help or ""
         default = action.default
-        unset = default is None or default is False or default is argparse.SUPPRESS or default == {}
+        unset = default is None or default is False or default is argparse.SUPPRESS or default in ({}, [])
         if unset or "%(default)" in help_text or not action.option_strings:
             return help_text
         return f"{help_text} (default: %(default)s)"
@@ -51,7 +51,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def tool_parser(description: str | None) -> argparse.ArgumentParser:
     """An argument parser for a tool: the docstring as description, defaults shown, and ``--debug``."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     parser.add_argument("--debug", action="store_true",
                         help="on an error, show the full traceback instead of one line")
     return parser
