@@ -138,6 +138,7 @@ def test_corrupt_image_stops_training_with_its_name(corrupt_root, tmp_path) -> N
     message = cli_error(tmp_path, f"train_dataloader.dataset.data_root={root}", "train_dataloader.dataset.indices=8",
                         "train_dataloader.batch_size=4", "default_hooks.reconstruction_vis=None")
     assert message.startswith("error: cannot read training image") and "zz_" in message
+    assert "skip unreadable images: --cfg-options train_dataloader.dataset.pipeline.0.on_corrupt=skip " in message
 
 
 # --- teacher checkpoints --------------------------------------------------------------------------------------------

@@ -89,14 +89,15 @@ class DecodeRandomResizedCrop(RandomResizedCrop):
             decode of a textured photo); 2 (default) leaves the final antialiased resize a >= 2x reduction, which
             shapes that octave as the full-resolution path does (44-46 dB). See benchmarks/README.md for the cost.
         decode: ``"cpu"`` (here) or ``"device"`` (bytes for ``NvJpegDataPreprocessor``).
-        on_corrupt, max_skipped: unreadable files, as ``CheckedLoadImage``.
+        on_corrupt, max_skipped, config_key: unreadable files, as ``CheckedLoadImage``.
         backend_args: mmengine file backend arguments, as ``LoadImageFromFile``.
     """
 
     def __init__(self, scale: Sequence[int] | int, crop_ratio_range: tuple[float, float] = (0.08, 1.0),
                  aspect_ratio_range: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0), max_attempts: int = 10,
                  interpolation: str = "bilinear", dct_headroom: float | None = 2.0, decode: str = "cpu",
-                 on_corrupt: str = "raise", max_skipped: int | None = 100, backend_args: dict | None = None) -> None:
+                 on_corrupt: str = "raise", max_skipped: int | None = 100, backend_args: dict | None = None,
+                 config_key: str | None = None) -> None:
         check_interpolation(interpolation)
         if decode not in ("cpu", "device"):
             raise ValueError(f"DecodeRandomResizedCrop decode must be 'cpu' or 'device', got {decode!r}")
@@ -107,7 +108,7 @@ class DecodeRandomResizedCrop(RandomResizedCrop):
                          max_attempts=max_attempts, interpolation=interpolation, backend="pillow")
         self.scale = tuple(self.scale)  # (h, w)
         self.dct_headroom, self.decode, self.backend_args = dct_headroom, decode, backend_args
-        self.unreadable = UnreadableImages(type(self).__name__, on_corrupt, max_skipped)
+        self.unreadable = UnreadableImages(type(self).__name__, on_corrupt, max_skipped, config_key)
 
     @property
     def num_skipped(self) -> int:
