@@ -3,6 +3,7 @@ message names the problem and the fix."""
 
 from __future__ import annotations
 
+import os
 import os.path as osp
 
 import numpy as np
@@ -80,10 +81,15 @@ def test_data_root_pointing_at_the_split_folder(tmp_path) -> None:
 
 
 def test_flat_image_folder_needs_class_folders(tmp_path) -> None:
-    write_images(tmp_path / "train", 2)
-    with pytest.raises(FileNotFoundError, match=r"has no class sub-folders.*holds images directly; move them into "
-                                                r"one sub-folder per class"):
+    images = write_images(tmp_path / "train", 2)
+    with pytest.raises(FileNotFoundError, match=r"has no class sub-folders.*holds images directly: move them into "
+                                                r"sub-folders, one per class .*, or, for pretraining, which uses no "
+                                                r"labels, into one folder of any name \(.*/train/all/\)\. Expected"):
         check_image_folder(str(tmp_path), "train")
+    (tmp_path / "train" / "all").mkdir()  # the advice for pretraining is enough
+    for image in images:
+        os.rename(image, tmp_path / "train" / "all" / osp.basename(image))
+    check_image_folder(str(tmp_path), "train")
 
 
 def test_class_folders_without_images(tmp_path) -> None:

@@ -134,7 +134,9 @@ def check_image_folder(root: str, split: str = "train", class_folders: bool = Tr
 def _check_class_folders(folder: str, layout: str, num_probe: int) -> None:
     classes = _subfolders(folder)
     if not classes:
-        flat = " It holds images directly; move them into one sub-folder per class." if _has_images(folder) else ""
+        flat = (f" It holds images directly: move them into sub-folders, one per class ({folder}/<class>/), or, for "
+                f"pretraining, which uses no labels, into one folder of any name ({folder}/all/)."
+                if _has_images(folder) else "")
         raise FileNotFoundError(f"training data: {folder!r} has no class sub-folders (found: {_listing(folder)})."
                                 f"{flat} Expected {layout}.")
     empty = [c for c in classes[:num_probe] if not _has_images(osp.join(folder, c))]
