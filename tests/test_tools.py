@@ -165,7 +165,8 @@ def test_export_to_timm_prints_the_call_that_loads_the_file_strictly(tmp_path) -
 
 
 # --- a fast start -------------------------------------------------------------------------------------------------
-HEAVY = ("mmengine.runner", "mmpretrain", "mmdet", "mmseg", "timm", "torchvision", "torch._dynamo")
+HEAVY = ("mmengine.runner", "mmpretrain", "mmdet", "mmseg", "timm", "torchvision", "torch._dynamo",
+         "mim_zoo.core.downstream")
 
 
 def imported_modules(*args: str) -> set[str]:
@@ -175,15 +176,17 @@ def imported_modules(*args: str) -> set[str]:
     return {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
 
 
-@pytest.mark.parametrize("args", [("--help",), ("configs/mae/tiny_cpu.py", "--cfg-options", "model.type=MAEE")],
-                         ids=["help", "typo"])
-def test_help_and_a_typo_do_not_wait_for_the_training_stack(args) -> None:
+@pytest.mark.parametrize("args", [("-c", "import mim_zoo"), ("tools/train.py", "--help"),
+                                  ("tools/train.py", "configs/mae/tiny_cpu.py", "--cfg-options", "model.type=MAEE")],
+                         ids=["import", "help", "typo"])
+def test_import_help_and_a_typo_do_not_wait_for_the_training_stack(args) -> None:
     """What costs a multiple of `import torch` (benchmarks/startup.py): mmengine's Runner, mmpretrain (which imports
-    mmdet), mmseg, and timm (which imports torchvision and, through it, torch._dynamo)."""
-    modules = imported_modules("tools/train.py", *args)
+    mmdet), mmseg, mim_zoo's downstream adapters (which import all three), and timm (which imports torchvision and,
+    through it, torch._dynamo)."""
+    modules = imported_modules(*args)
     assert "mim_zoo" in modules
     loaded = sorted(m for m in modules if m.startswith(HEAVY))
-    assert not loaded, f"tools/train.py {' '.join(args)} imports {loaded[:8]}"
+    assert not loaded, f"python {' '.join(args)} imports {loaded[:8]}"
 
 
 # --- help texts -----------------------------------------------------------------------------------------------------
