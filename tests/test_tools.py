@@ -106,6 +106,19 @@ def test_a_work_dir_that_cannot_be_created_is_one_line(tmp_path) -> None:
     assert f"work dir '{tmp_path}/a_file' is a file, not a directory" in message
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_a_work_dir_without_permission_is_one_line(tmp_path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        message = one_error_line(train("configs/mae/tiny_cpu.py", "--work-dir", str(locked / "run")))
+        assert f"cannot create the work dir '{locked}/run': Permission denied; choose another --work-dir" in message
+        message = one_error_line(train("configs/mae/tiny_cpu.py", "--work-dir", str(locked)))
+        assert f"work dir '{locked}' is not writable by this user; choose another --work-dir" in message
+    finally:
+        locked.chmod(0o700)  # so that pytest can delete it
+
+
 def test_a_random_bytes_checkpoint_is_named_as_damaged(tmp_path) -> None:
     (tmp_path / "random.pth").write_bytes(np.random.default_rng(0).bytes(5000))
     message = one_error_line(run_tool("benchmark.py", str(tmp_path / "random.pth"), "--tiny", "--work-dir",
