@@ -83,8 +83,29 @@ def write_photo(path: str, size: tuple[int, int], seed: int) -> str:
     return path
 
 
+@pytest.fixture()
+def drawn_figures(monkeypatch) -> list:
+    """The figures :func:`reconstruction_figure` draws while the test runs (the real function, its results kept)."""
+    from mim_zoo.engine import visualization
+
+    figures, draw = [], visualization.reconstruction_figure
+
+    def keep(*args, **kwargs):
+        figures.append(draw(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(visualization, "reconstruction_figure", keep)
+    return figures
+
+
+def row_labels(fig) -> list[str]:
+    """The y labels of the first column: one per row of a reconstruction figure."""
+    columns = sum(1 for ax in fig.axes if ax.get_subplotspec().rowspan.start == 0)
+    return [ax.get_ylabel() for ax in fig.axes[::columns]]
+
+
 @pytest.mark.parametrize("config", tiny_configs(combos=True))
-def test_visualize_reconstruction_tool_draws_every_algorithm(config: str, tmp_path) -> None:
+def test_visualize_reconstruction_tool_draws_every_algorithm(config: str, tmp_path, drawn_figures) -> None:
     cfg = Config.fromfile(osp.join(REPO, config))
     make_synthetic_data(cfg)  # MR-MAE's random teacher files
     model = MODELS.build(cfg.model)
@@ -104,6 +125,8 @@ def test_visualize_reconstruction_tool_draws_every_algorithm(config: str, tmp_pa
         assert titles[2:4] == ["reconstruction", "reconstruction + visible"]
     width, height = Image.open(out).size  # one column per panel, one row per image (1.6 in each at 100 dpi)
     assert width == pytest.approx(160 * len(titles), rel=0.02) and height > 2 * 160
+    (fig,) = drawn_figures
+    assert row_labels(fig) == ["photo0.jpg", "photo1.jpg"] and fig.get_supxlabel()  # rows named, columns explained
 
 
 def test_visualize_reconstruction_tool_names_bad_inputs(tmp_path) -> None:
@@ -235,7 +258,7 @@ def test_loss_curve_joins_a_run_and_its_resumed_continuation(tmp_path) -> None:
 
 
 # --- what a training run leaves behind ------------------------------------------------------------------------------
-def test_training_logs_progress_to_console_and_tensorboard_and_draws_pictures(tmp_path) -> None:
+def test_training_logs_progress_to_console_and_tensorboard_and_draws_pictures(tmp_path, drawn_figures) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     work_dir = str(tmp_path)
@@ -248,3 +271,5 @@ def test_training_logs_progress_to_console_and_tensorboard_and_draws_pictures(tm
     assert len(events.Scalars("loss")) == 4 and "reconstruction" in events.Tags()["images"]
     for name in ("reconstruction_epoch_1.png", "reconstruction_epoch_2.png", "loss_curve.png"):
         assert Image.open(osp.join(work_dir, "vis", name)).size[0] > 300
+    labels = row_labels(drawn_figures[0])  # the hook names each row's training image
+    assert len(labels) == 4 and all(label.endswith(".JPEG") for label in labels) and len(set(labels)) == 4
