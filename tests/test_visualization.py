@@ -84,17 +84,22 @@ def write_photo(path: str, size: tuple[int, int], seed: int) -> str:
 
 
 @pytest.fixture()
-def drawn_figures(monkeypatch) -> list:
-    """The figures :func:`reconstruction_figure` draws while the test runs (the real function, its results kept)."""
+def drawn_figures(monkeypatch) -> dict[str, list]:
+    """The figures :func:`reconstruction_figure` and :func:`loss_figure` draw while the test runs (the real
+    functions, their results kept): ``{"reconstruction": [...], "loss": [...]}``."""
     from mim_zoo.engine import visualization
 
-    figures, draw = [], visualization.reconstruction_figure
+    figures: dict[str, list] = {"reconstruction": [], "loss": []}
 
-    def keep(*args, **kwargs):
-        figures.append(draw(*args, **kwargs))
-        return figures[-1]
+    def keeping(kind: str, draw):
+        def keep(*args, **kwargs):
+            figures[kind].append(draw(*args, **kwargs))
+            return figures[kind][-1]
+        return keep
 
-    monkeypatch.setattr(visualization, "reconstruction_figure", keep)
+    monkeypatch.setattr(visualization, "reconstruction_figure",
+                        keeping("reconstruction", visualization.reconstruction_figure))
+    monkeypatch.setattr(visualization, "loss_figure", keeping("loss", visualization.loss_figure))
     return figures
 
 
@@ -125,7 +130,7 @@ def test_visualize_reconstruction_tool_draws_every_algorithm(config: str, tmp_pa
         assert titles[2:4] == ["reconstruction", "reconstruction + visible"]
     width, height = Image.open(out).size  # one column per panel, one row per image (1.6 in each at 100 dpi)
     assert width == pytest.approx(160 * len(titles), rel=0.02) and height > 2 * 160
-    (fig,) = drawn_figures
+    (fig,) = drawn_figures["reconstruction"]
     assert row_labels(fig) == ["photo0.jpg", "photo1.jpg"] and fig.get_supxlabel()  # rows named, columns explained
 
 
@@ -271,5 +276,8 @@ def test_training_logs_progress_to_console_and_tensorboard_and_draws_pictures(tm
     assert len(events.Scalars("loss")) == 4 and "reconstruction" in events.Tags()["images"]
     for name in ("reconstruction_epoch_1.png", "reconstruction_epoch_2.png", "loss_curve.png"):
         assert Image.open(osp.join(work_dir, "vis", name)).size[0] > 300
-    labels = row_labels(drawn_figures[0])  # the hook names each row's training image
+    labels = row_labels(drawn_figures["reconstruction"][0])  # the hook names each row's training image
     assert len(labels) == 4 and all(label.endswith(".JPEG") for label in labels) and len(set(labels)) == 4
+    (ax,) = drawn_figures["loss"][-1].axes  # titled; MAE's single term drawn once
+    assert ax.get_title() == f"MAE training loss ({osp.basename(work_dir)})"
+    assert [line.get_label() for line in ax.get_lines()] == ["loss_rec (= loss: the only term)"]
