@@ -127,6 +127,14 @@ def test_a_random_bytes_checkpoint_is_named_as_damaged(tmp_path) -> None:
     assert "weights_only=False" not in message and "load_trusted" not in message and ".." not in message
 
 
+def test_a_damaged_source_checkpoint_is_named_by_convert_checkpoint(tmp_path) -> None:
+    (tmp_path / "random.pth").write_bytes(np.random.default_rng(0).bytes(5000))
+    out = tmp_path / "converted.pth"
+    message = one_error_line(run_tool("convert_checkpoint.py", str(tmp_path / "random.pth"), str(out), "--from", "mae"))
+    assert f"'{tmp_path}/random.pth' is not a usable checkpoint: it is truncated or damaged" in message
+    assert "Download or copy it again" in message and not out.exists()
+
+
 def test_ctrl_c_stops_in_one_line_with_the_command_that_continues(tmp_path) -> None:
     """SIGINT while a checkpoint is being saved (mmengine formats the config then, and turns the interrupt into a
     SyntaxError): exit 130, one line naming the last complete checkpoint and the --resume command, checkpoints
