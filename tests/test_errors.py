@@ -15,11 +15,18 @@ from mmpretrain.datasets import CustomDataset, PackInputs
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from mim_zoo.registry import MASK_GENERATORS, MODELS, TARGET_GENERATORS, UnknownPluginError, registered_names
-from mim_zoo.engine.reliability import RunAborted
 from mim_zoo.core.targets import TeacherTarget
-from mim_zoo.engine.transforms import CheckedLoadImage, CorruptImageError
 from mim_zoo.engine.config_checks import check_config_types, check_image_folder
+from mim_zoo.engine.reliability import RunAborted
+from mim_zoo.engine.transforms import CheckedLoadImage, CorruptImageError
+from mim_zoo.registry import (
+    MASK_GENERATORS,
+    MODELS,
+    TARGET_GENERATORS,
+    InvalidValueError,
+    UnknownPluginError,
+    registered_names,
+)
 
 from .helpers.training import build_runner, single_thread, train_cli
 
@@ -213,16 +220,24 @@ def test_pipeline_images_the_encoder_was_not_built_for(tmp_path) -> None:
 
 
 # --- batch preconditions --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("batch, indices, drop_last, bad", [(15, 30, True, 15), (16, 37, False, 5)])
-def test_batch_precondition_is_checked_before_training(tmp_path, batch, indices, drop_last, bad) -> None:
-    """MixMAE pairs each image with its batch mirror: an odd per-process batch (also a last partial one) is refused
-    before the first iteration."""
-    options = {"train_dataloader.batch_size": batch, "train_dataloader.dataset.indices": indices,
-               "train_dataloader.drop_last": drop_last}
+def test_an_odd_batch_is_refused_with_its_key_before_the_runner(tmp_path) -> None:
+    """MixMAE pairs each image with its batch mirror: an odd per-process batch is refused by the config checks,
+    naming the key, before the Runner is built (tests/test_tools.py: nothing is written)."""
+    with pytest.raises(InvalidValueError, match=r"^train_dataloader.batch_size: MixMAE mixes each image with its "
+                                                r"batch mirror .* an even number of images; got 15"):
+        build_runner("configs/mixmae/tiny_cpu.py", str(tmp_path / "work"), {"train_dataloader.batch_size": 15})
+    assert not osp.exists(tmp_path / "work")
+
+
+def test_an_odd_last_batch_is_checked_before_training(tmp_path) -> None:
+    """An even batch whose last partial batch is odd (drop_last=False: 37 images in batches of 16 leave 5) is
+    refused before the first iteration, once the dataset's length is known."""
+    options = {"train_dataloader.batch_size": 16, "train_dataloader.dataset.indices": 37,
+               "train_dataloader.drop_last": False}
     with single_thread():
         runner = build_runner("configs/mixmae/tiny_cpu.py", str(tmp_path), options)
-        with pytest.raises(RunAborted, match=rf"MixMAE cannot train on a per-process batch of {bad} \(1 "
-                                             rf"process\(es\), train_dataloader.batch_size={batch}, "
-                                             rf"drop_last={drop_last}\): MixMAE mixes each image"):
+        with pytest.raises(RunAborted, match=r"MixMAE cannot train on a per-process batch of 5 \(1 "
+                                             r"process\(es\), train_dataloader.batch_size=16, "
+                                             r"drop_last=False\): MixMAE mixes each image"):
             runner.train()
     assert not osp.exists(tmp_path / "epoch_1.pth")

@@ -81,18 +81,20 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize("option, expected", [
-    ("model.type=MAEE", "model.type: 'MAEE' is not a registered model in mim_zoo. Did you mean 'MAE'"),
-    ("model.masking.ratio=1.5", "model.masking.ratio: a mask ratio must lie strictly between 0 and 1, got 1.5"),
+@pytest.mark.parametrize("config, option, expected", [
+    ("mae", "model.type=MAEE", "model.type: 'MAEE' is not a registered model in mim_zoo. Did you mean 'MAE'"),
+    ("mae", "model.masking.ratio=1.5", "model.masking.ratio: a mask ratio must lie strictly between 0 and 1, got 1.5"),
+    ("mixmae", "train_dataloader.batch_size=3", "train_dataloader.batch_size: MixMAE mixes each image with its batch "
+                                                "mirror (x.flip(0)), so a batch must hold an even number of images"),
 ])
-def test_a_refused_start_writes_nothing(tmp_path, option: str, expected: str) -> None:
+def test_a_refused_start_writes_nothing(tmp_path, config: str, option: str, expected: str) -> None:
     """A typo or a refused value: one line, before mmengine's Runner creates the work dir, its log and its
     environment report."""
-    work_dir = tmp_path / "work"
-    result = train("configs/mae/tiny_cpu.py", "--work-dir", str(work_dir), "--cfg-options", option)
+    work_dir, config = tmp_path / "work", f"configs/{config}/tiny_cpu.py"
+    result = train(config, "--work-dir", str(work_dir), "--cfg-options", option)
     assert expected in one_error_line(result)
     assert not work_dir.exists() and result.stdout == ""
-    debug = train("configs/mae/tiny_cpu.py", "--work-dir", str(work_dir), "--debug", "--cfg-options", option)
+    debug = train(config, "--work-dir", str(work_dir), "--debug", "--cfg-options", option)
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
     assert not work_dir.exists()
 

@@ -22,6 +22,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope, Registry
 
+from ..core.algorithms.base import BaseMIM
 from ..core.registry import MODELS, UnknownPluginError, config_entry, describe_unknown
 from .registry import HOOKS
 from .reliability import rng_isolated
@@ -165,7 +166,8 @@ def check_model_builds(cfg: Config) -> None:
     """Build ``cfg.model`` once and discard it, so that a value a plugin refuses (a mask ratio, a patch size that does
     not tile the image, a typo in an argument name, a missing teacher file) fails naming its config key
     (``model.masking.ratio: ...``) before mmengine's Runner creates the work dir, its log and ~200 lines of
-    environment report.
+    environment report; so does a per-process batch the algorithm cannot train on (``train_dataloader.batch_size:
+    ...``, e.g. an odd one for MixMAE).
 
     The Runner seeds and then builds the model itself; this build draws from saved and restored random streams, so
     the run is the one it would have been without it. It costs one more construction of the model (CPU, seconds for
@@ -175,7 +177,11 @@ def check_model_builds(cfg: Config) -> None:
     if cfg.get("default_scope", "mim_zoo") != "mim_zoo" or not isinstance(cfg.get("model"), Mapping):
         return
     with rng_isolated(), DefaultScope.overwrite_default_scope("mim_zoo"), config_entry("model"):
-        MODELS.build(copy.deepcopy(cfg.model))
+        model = MODELS.build(copy.deepcopy(cfg.model))
+    batch = (cfg.get("train_dataloader") or {}).get("batch_size")
+    if isinstance(model, BaseMIM) and isinstance(batch, int):  # the full batch; PreflightHook: a last partial one
+        with config_entry("train_dataloader.batch_size"):
+            model.check_batch_size(batch)
 
 
 # --- the work dir -----------------------------------------------------------------------------------------------

@@ -197,8 +197,9 @@ class BaseMIM(BaseModel, metaclass=ABCMeta):
                             **given)
 
     def check_batch_size(self, batch_size: int) -> None:
-        """Raise ``ValueError`` if the algorithm cannot train on a per-process batch of ``batch_size`` (checked by
-        ``PreflightHook`` before the first iteration, for every batch size the loader yields)."""
+        """Raise ``ValueError`` if the algorithm cannot train on a per-process batch of ``batch_size`` (checked for
+        ``train_dataloader.batch_size`` by ``tools/train.py``'s config checks before anything is written, and by
+        ``PreflightHook`` before the first iteration for every batch size the loader yields)."""
         if batch_size < 1:
             raise ValueError(f"a batch must hold at least one image, got {batch_size}")
 
