@@ -137,6 +137,18 @@ def test_a_damaged_source_checkpoint_is_named_by_convert_checkpoint(tmp_path) ->
     assert "Download or copy it again" in message and not out.exists()
 
 
+def test_quickstart_stops_at_a_failed_step_in_one_line(tmp_path) -> None:
+    """The failing tool's own line, then the quickstart's, naming the command; no traceback, nothing trained."""
+    result = run_tool("quickstart.py", "--algos", "mixmae", "--batch-size", "3", "--epochs", "2", "--work-dir",
+                      str(tmp_path / "qs"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2 and "train_dataloader.batch_size: MixMAE mixes each image" in errors[0]
+    assert errors[1].startswith("error: `") and "tools/train.py configs/mixmae/tiny_cpu.py" in errors[1]
+    assert errors[1].endswith("failed (exit code 1; its error is printed above)")
+    assert not (tmp_path / "qs").exists()
+
+
 def test_ctrl_c_stops_in_one_line_with_the_command_that_continues(tmp_path) -> None:
     """SIGINT while a checkpoint is being saved (mmengine formats the config then, and turns the interrupt into a
     SyntaxError): exit 130, one line naming the last complete checkpoint and the --resume command, checkpoints
