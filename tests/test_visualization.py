@@ -85,11 +85,11 @@ def write_photo(path: str, size: tuple[int, int], seed: int) -> str:
 
 @pytest.fixture()
 def drawn_figures(monkeypatch) -> dict[str, list]:
-    """The figures :func:`reconstruction_figure` and :func:`loss_figure` draw while the test runs (the real
-    functions, their results kept): ``{"reconstruction": [...], "loss": [...]}``."""
+    """The figures :func:`reconstruction_figure`, :func:`mask_figure` and :func:`loss_figure` draw while the test
+    runs (the real functions, their results kept): ``{"reconstruction": [...], "mask": [...], "loss": [...]}``."""
     from mim_zoo.engine import visualization
 
-    figures: dict[str, list] = {"reconstruction": [], "loss": []}
+    figures: dict[str, list] = {"reconstruction": [], "mask": [], "loss": []}
 
     def keeping(kind: str, draw):
         def keep(*args, **kwargs):
@@ -99,6 +99,7 @@ def drawn_figures(monkeypatch) -> dict[str, list]:
 
     monkeypatch.setattr(visualization, "reconstruction_figure",
                         keeping("reconstruction", visualization.reconstruction_figure))
+    monkeypatch.setattr(visualization, "mask_figure", keeping("mask", visualization.mask_figure))
     monkeypatch.setattr(visualization, "loss_figure", keeping("loss", visualization.loss_figure))
     return figures
 
@@ -239,10 +240,13 @@ def test_mask_samples_cover_every_registered_generator() -> None:
     assert torch.equal(samples["RandomMasking"], mask_samples((14, 14), 3, seed=0)["RandomMasking"])  # seeded
 
 
-def test_visualize_masks_tool(tmp_path) -> None:
+def test_visualize_masks_tool(tmp_path, drawn_figures) -> None:
     tool = load_tool("visualize_masks")
     out = tool.main(["--out", str(tmp_path / "all.png"), "--num", "2"])
     assert Image.open(out).size[1] > 100 * len(registered_names(MASK_GENERATORS)) * 0.5  # one row per generator
+    (fig,) = drawn_figures["mask"]  # the tool's picture says which colour is masked and why MixingMask repeats
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["masked (hidden from the encoder)", "visible"]
+    assert "MixingMask: MixMIM's mixing mask: one random mask per batch" in fig.get_supxlabel()
     out = tool.main(["--config", "configs/mae/tiny_cpu.py", "--out", str(tmp_path / "mae.png")])
     assert osp.isfile(out)
 
