@@ -16,7 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from mim_zoo.core.targets import TeacherTarget
-from mim_zoo.engine.config_checks import check_config_types, check_image_folder
+from mim_zoo.engine.config_checks import check_config_types, check_image_folder, check_runner_types
 from mim_zoo.engine.reliability import RunAborted
 from mim_zoo.engine.transforms import CheckedLoadImage, CorruptImageError
 from mim_zoo.registry import (
@@ -53,6 +53,54 @@ def test_unknown_plugin_lists_every_registered_name(tmp_path, option: str, regis
     assert "Did you mean" in message
     for registered in registered_names(registry):  # new plugins are listed without touching this test
         assert registered in message
+
+
+@pytest.mark.parametrize("option, expected", [
+    ("optim_wrapper.optimizer.type=AdamWW", "optim_wrapper.optimizer.type: 'AdamWW' is not in the optimizers registry. "
+                                            "Did you mean 'AdamW'"),
+    ("optim_wrapper.type=AmpOptimWraper", "optim_wrapper.type: 'AmpOptimWraper' is not in the optim_wrappers registry. "
+                                          "Did you mean 'AmpOptimWrapper'"),
+    ("param_scheduler.1.type=CosineAnealingLR", "param_scheduler.1.type: 'CosineAnealingLR' is not in the "
+                                                "param_schedulers registry. Did you mean 'CosineAnnealingLR'"),
+    ("train_dataloader.dataset.pipeline.2.type=RandomFlipp",
+     "train_dataloader.dataset.pipeline.2.type: 'RandomFlipp' is not in the transform registry. Did you mean "
+     "'RandomFlip'"),
+    ("train_dataloader.dataset.type=CustomDataset", "train_dataloader.dataset.type: 'CustomDataset' is not in the "
+                                                    "datasets registry."),
+])
+def test_an_unknown_runner_type_is_named_before_the_runner_writes(tmp_path, option: str, expected: str) -> None:
+    """Types mmengine's Runner builds: refused with the key and the registered names, the work dir not created (an
+    unknown optimizer otherwise ends in ``TypeError: None is not a callable object``)."""
+    message = cli_error(tmp_path, option)
+    assert expected in message and "Registered: " in message
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_type_of_another_toolbox_is_found_with_its_scope(tmp_path) -> None:
+    message = cli_error(tmp_path, "train_dataloader.dataset.type=CustomDataset")
+    assert "A type of another toolbox takes its scope: 'mmpretrain.CustomDataset'" in message
+    cfg = Config.fromfile(CONFIG)
+    cfg.merge_from_dict({"train_dataloader.dataset.type": "mmpretrain.CustomDataset"})
+    check_runner_types(cfg)  # the advice is enough
+
+
+def test_registered_runner_types_pass() -> None:
+    cfg = Config.fromfile(CONFIG)
+    cfg.merge_from_dict({"param_scheduler.0.type": "LinearLR", "optim_wrapper.type": "OptimWrapper",
+                         "optim_wrapper.optimizer.type": "AdamW", "train_dataloader.sampler.type": "DefaultSampler",
+                         "train_dataloader.dataset.pipeline.2.type": "RandomFlip"})
+    check_runner_types(cfg)
+
+
+def test_an_unknown_step_of_a_switched_pipeline_names_the_key_to_edit() -> None:
+    from mim_zoo.engine.pipeline import apply_pipeline_impl, pipeline_key
+
+    cfg = Config.fromfile("configs/mae/vitb_800e.py")
+    cfg.merge_from_dict({"pipelines.fast.pipeline.1.type": "DeferredRandomFlipp"})
+    apply_pipeline_impl(cfg)
+    with pytest.raises(UnknownPluginError, match=r"^pipelines.fast.pipeline.1.type: 'DeferredRandomFlipp' is not in "
+                                                 r"the transform registry. Did you mean 'DeferredRandomFlip'"):
+        check_runner_types(cfg, pipeline_key(cfg))
 
 
 def test_unknown_custom_hook_lists_hooks() -> None:

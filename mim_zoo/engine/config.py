@@ -18,6 +18,7 @@ from .config_checks import (
     check_config_types,
     check_dataset_root,
     check_model_builds,
+    check_runner_types,
     check_strategy,
     create_work_dir,
     drop_disabled_hooks,
@@ -38,9 +39,10 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
     check_config_types(cfg)  # after custom_imports: they may register the types
     check_strategy(cfg)
     drop_disabled_hooks(cfg)
-    from .pipeline import apply_pipeline_impl  # imports mmpretrain's transforms: after the cheap checks
+    from .pipeline import apply_pipeline_impl, pipeline_key  # imports mmpretrain's transforms: after the cheap checks
 
     apply_pipeline_impl(cfg)  # pipeline_impl: the input pipeline, its collate function and data preprocessor
+    check_runner_types(cfg, pipeline_key(cfg))
     make_synthetic_data(cfg)
     _check_data_root(cfg)
     if amp:

@@ -2,6 +2,8 @@
 
 * :func:`check_config_types`: unknown ``model`` / hook types list the registered names (mmengine's own message does
   not), called by :func:`mim_zoo.engine.config.prepare_config`.
+* :func:`check_runner_types`: so do unknown types the Runner builds (optimizer and its wrapper, schedulers, the
+  training dataset, its sampler and pipeline steps), before the Runner writes its log.
 * :func:`check_image_folder`: a missing or mis-laid data root explains the expected layout and what was found.
 * :func:`check_model_builds`: the model builds, or the error names the config key it is about.
 * :func:`create_work_dir`: the work dir is created only after every check passed, or the error says why it cannot be.
@@ -13,6 +15,7 @@ before the first iteration and checkpoints that do not fit the model (:mod:`mim_
 from __future__ import annotations
 
 import copy
+import difflib
 import importlib.util
 import os
 import os.path as osp
@@ -24,7 +27,7 @@ from mmengine.registry import DefaultScope, Registry
 
 from ..core.algorithms.base import BaseMIM
 from ..core.registry import MODELS, UnknownPluginError, config_entry, describe_unknown
-from .registry import HOOKS
+from .registry import HOOKS, RUNNER_REGISTRIES, TRANSFORMS
 from .reliability import rng_isolated
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -35,9 +38,63 @@ LAYOUT = "DATA_ROOT/{split}/<class>/<image>.JPEG (ImageNet's folder layout: one 
 def _all_names(registry: Registry) -> list[str]:
     names: set[str] = set()
     while registry is not None:
+        registry.import_from_location()
         names |= set(registry.module_dict)
         registry = registry.parent
     return sorted(names)
+
+
+#: The entries mmengine's Runner builds by type, and the mim_zoo registry it looks each up in (default scope
+#: ``mim_zoo``: the ``mim_zoo`` child, which falls back to mmengine's own entries).
+RUNNER_TYPES = {"optim_wrapper": "OPTIM_WRAPPERS", "optim_wrapper.optimizer": "OPTIMIZERS",
+                "train_dataloader.dataset": "DATASETS", "train_dataloader.sampler": "DATA_SAMPLERS"}
+
+
+def check_runner_types(cfg: Config, pipeline_key: str = "train_dataloader.dataset.pipeline") -> None:
+    """Fail with the registered names when a type the Runner builds is an unknown string (an optimizer, a scheduler,
+    the training dataset, its sampler, a pipeline step), before the Runner writes its log. mmengine would stop
+    there only after the work dir, its log and the environment report are written, and for an optimizer with a
+    ``TypeError`` that names nothing (``None is not a callable object``).
+
+    Args:
+        pipeline_key: where ``--cfg-options`` edits the training pipeline (``pipelines.<impl>.pipeline`` for
+            configs with a ``pipeline_impl`` switch), named for a pipeline step.
+    """
+    if cfg.get("default_scope", "mim_zoo") != "mim_zoo":
+        return
+    entries = [(key, RUNNER_REGISTRIES[name], _entry(cfg, key)) for key, name in RUNNER_TYPES.items()]
+    schedulers = cfg.get("param_scheduler") or []
+    entries += [(f"param_scheduler.{i}", RUNNER_REGISTRIES["PARAM_SCHEDULERS"], step)
+                for i, step in enumerate(schedulers if isinstance(schedulers, list) else [schedulers])]
+    pipeline = _entry(cfg, "train_dataloader.dataset.pipeline") or []
+    entries += [(f"{pipeline_key}.{i}", TRANSFORMS, step) for i, step in enumerate(pipeline)]
+    for key, registry, entry in entries:
+        kind = entry.get("type") if isinstance(entry, Mapping) else None
+        if isinstance(kind, str) and _lookup(registry, kind) is None:
+            names = _all_names(registry)
+            close = difflib.get_close_matches(kind, names, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise UnknownPluginError(f"{kind!r} is not in the {registry.name} registry.{hint} Registered: "
+                                     f"{', '.join(names)}. A type of another toolbox takes its scope: "
+                                     f"'mmpretrain.{kind}'.", f"{key}.type")
+
+
+def _lookup(registry: Registry, name: str) -> type | None:
+    """``registry.get(name)`` once every level's plugin modules are imported (``get`` imports only the first
+    level's, and the Runner imports mmengine's before it builds)."""
+    level = registry
+    while level is not None:
+        level.import_from_location()
+        level = level.parent
+    return registry.get(name)
+
+
+def _entry(cfg: Config, key: str) -> object:
+    """``cfg[a][b]...`` for ``key = "a.b..."``, ``None`` where a level is missing."""
+    value: object = cfg
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, (Config, Mapping)) else None
+    return value
 
 
 def check_config_types(cfg: Config) -> None:

@@ -12,8 +12,9 @@ The geometry both share (crop boxes, EXIF orientation, DCT scales, the resize) i
 from .decode import DecodeRandomResizedCrop, DeferredRandomFlip, PackEncodedInputs
 from .device import NvJpegDataPreprocessor, collate_encoded
 from .geometry import CropBox, dct_scale, orient, resized_crop, scaled_resized_crop
-from .switch import apply_pipeline_impl, default_workers, resolve_workers, select_pipeline
+from .switch import apply_pipeline_impl, default_workers, pipeline_key, resolve_workers, select_pipeline
 
 __all__ = ["CropBox", "DecodeRandomResizedCrop", "DeferredRandomFlip", "NvJpegDataPreprocessor", "PackEncodedInputs",
-           "apply_pipeline_impl", "collate_encoded", "dct_scale", "default_workers", "orient", "resized_crop",
+           "apply_pipeline_impl", "collate_encoded", "dct_scale", "default_workers", "orient", "pipeline_key",
+           "resized_crop",
            "resolve_workers", "scaled_resized_crop", "select_pipeline"]
