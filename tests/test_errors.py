@@ -84,6 +84,16 @@ def test_a_type_of_another_toolbox_is_found_with_its_scope(tmp_path) -> None:
     check_runner_types(cfg)  # the advice is enough
 
 
+@pytest.mark.parametrize("option, expected", [
+    ("optim_wrapper.optimizer.lrr=0.1", "optim_wrapper.optimizer.lrr: AdamW takes no argument 'lrr'. Did you mean "
+                                        "'lr'? It takes: params, lr, betas,"),
+    ("optim_wrapper.optimizer.type=SGD", "optim_wrapper.optimizer.betas: SGD takes no argument 'betas'."),
+])
+def test_an_argument_the_optimizer_does_not_take_is_named(tmp_path, option: str, expected: str) -> None:
+    assert expected in cli_error(tmp_path, option)
+    assert not (tmp_path / "work").exists()
+
+
 def test_registered_runner_types_pass() -> None:
     cfg = Config.fromfile(CONFIG)
     cfg.merge_from_dict({"param_scheduler.0.type": "LinearLR", "optim_wrapper.type": "OptimWrapper",

@@ -112,11 +112,11 @@ def build_with_suggestions(cfg: Any, registry: Registry, default_args: dict | No
         obj_cls = obj_type
     else:
         raise TypeError(f"'type' of a {registry.name} config must be a name or a class, got {obj_type!r}")
-    _check_arguments(obj_cls, args)
+    check_arguments(obj_cls, args)
     return obj_cls(**args)
 
 
-def _check_arguments(obj_cls: Any, args: dict) -> None:
+def check_arguments(obj_cls: Any, args: dict) -> None:
     """Raise :class:`UnknownArgumentError` for an argument ``obj_cls`` does not take (a typo in a config key), with
     the arguments it takes and the closest one."""
     try:

@@ -26,7 +26,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope, Registry
 
 from ..core.algorithms.base import BaseMIM
-from ..core.registry import MODELS, UnknownPluginError, config_entry, describe_unknown
+from ..core.registry import MODELS, UnknownPluginError, check_arguments, config_entry, describe_unknown
 from .registry import HOOKS, RUNNER_REGISTRIES, TRANSFORMS
 from .reliability import rng_isolated
 
@@ -52,7 +52,8 @@ RUNNER_TYPES = {"optim_wrapper": "OPTIM_WRAPPERS", "optim_wrapper.optimizer": "O
 
 def check_runner_types(cfg: Config, pipeline_key: str = "train_dataloader.dataset.pipeline") -> None:
     """Fail with the registered names when a type the Runner builds is an unknown string (an optimizer, a scheduler,
-    the training dataset, its sampler, a pipeline step), before the Runner writes its log. mmengine would stop
+    the training dataset, its sampler, a pipeline step), and with the accepted ones when the optimizer is given an
+    argument it does not take, before the Runner writes its log. mmengine would stop
     there only after the work dir, its log and the environment report are written, and for an optimizer with a
     ``TypeError`` that names nothing (``None is not a callable object``).
 
@@ -77,6 +78,12 @@ def check_runner_types(cfg: Config, pipeline_key: str = "train_dataloader.datase
             raise UnknownPluginError(f"{kind!r} is not in the {registry.name} registry.{hint} Registered: "
                                      f"{', '.join(names)}. A type of another toolbox takes its scope: "
                                      f"'mmpretrain.{kind}'.", f"{key}.type")
+    optimizer = _entry(cfg, "optim_wrapper.optimizer")
+    kind = optimizer.get("type") if isinstance(optimizer, Mapping) else None
+    if kind is not None:  # an argument typo (lrr=...) would end in the Runner's TypeError, after its log
+        optimizer_cls = _lookup(RUNNER_REGISTRIES["OPTIMIZERS"], kind) if isinstance(kind, str) else kind
+        with config_entry("optim_wrapper.optimizer"):
+            check_arguments(optimizer_cls, {k: v for k, v in optimizer.items() if k not in ("type", "params")})
 
 
 def _lookup(registry: Registry, name: str) -> type | None:
