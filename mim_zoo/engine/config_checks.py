@@ -8,8 +8,9 @@
 * :func:`check_model_builds`: the model builds, or the error names the config key it is about.
 * :func:`create_work_dir`: the work dir is created only after every check passed, or the error says why it cannot be.
 
-Checked elsewhere: unreadable images (:class:`mim_zoo.engine.transforms.CheckedLoadImage`), the batch and image size
-before the first iteration and checkpoints that do not fit the model (:mod:`mim_zoo.engine.hooks.preflight`).
+Checked elsewhere: unreadable images (:class:`mim_zoo.engine.transforms.CheckedLoadImage`), a last partial batch and
+the image size the pipeline yields before the first iteration, and checkpoints that do not fit the model
+(:mod:`mim_zoo.engine.hooks.preflight`).
 """
 
 from __future__ import annotations
