@@ -53,6 +53,7 @@ if __package__ in (None, ""):  # `python benchmarks/compare.py`
 
 import torch  # noqa: E402
 
+from mim_zoo.engine.cli import HelpFormatter  # noqa: E402
 from mim_zoo.engine.evidence import environment  # noqa: E402
 from mim_zoo.engine.flops import matmul_peak  # noqa: E402
 
@@ -280,14 +281,15 @@ def quiet_estimate(cpu_seconds: list[float], workers: int) -> float:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--methods", help="comma-separated subset of the methods (default: every algorithm and combo "
                                           "of the catalogue)")
     parser.add_argument("--method", action="append", default=[], metavar="NAME=CONFIG",
                         help="add a method (a tiny config on the embedded shapes)")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of every method")
-    parser.add_argument("--epochs", type=int, default=Study.epochs, help="pretraining epochs of the equal-epoch view")
+    parser.add_argument("--seeds", default="0,1,2",
+                        help="comma-separated seeds; each method is pretrained and evaluated once per seed")
+    parser.add_argument("--epochs", type=int, default=Study.epochs,
+                        help=f"pretraining epochs of the equal-epoch view ({Study.warmup_epochs} of warm-up)")
     parser.add_argument("--budget", default=Study.budget,
                         help="the equal-compute view's pretraining FLOPs per run: a number (2e14), a method (its "
                              "compute at --epochs) or none (no such view)")
@@ -295,9 +297,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="MR-MAE's teachers: the study's own MAE and BootMAE encoders, or the tiny config's "
                              "random ones")
     parser.add_argument("--no-depth-probe", action="store_true", help="skip the probe of every block / stage")
-    parser.add_argument("--batch-size", type=int, default=Study.batch_size, help="pretraining batch (one process)")
-    parser.add_argument("--lr", type=float, default=Study.lr, help="AdamW learning rate (not scaled)")
-    parser.add_argument("--jobs", type=int, default=Study.jobs, help="worker processes")
+    parser.add_argument("--batch-size", type=int, default=Study.batch_size,
+                        help="pretraining batch of every method, one process (even: MixMAE pairs images)")
+    parser.add_argument("--lr", type=float, default=Study.lr,
+                        help="AdamW peak learning rate of every method, not scaled (warm-up, then cosine to 0)")
+    parser.add_argument("--jobs", type=int, default=Study.jobs,
+                        help="worker processes running pretraining jobs in parallel")
     parser.add_argument("--threads", type=int, default=Study.threads, help="torch threads per worker")
     parser.add_argument("--train-limit", type=int, help="pretraining images per epoch (default: the whole split)")
     parser.add_argument("--eval-per-class", type=int, help="evaluation images per class and split (default: all)")
@@ -307,7 +312,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2,...",
                         help="a config key of the ablated method and its values, e.g. model.masking.ratio=0.5,0.9")
     parser.add_argument("--work-dir", default=str(Study.work_root), help="where the Runner's logs go")
-    parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"), help="where the reports go")
+    parser.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results"),
+                        help="where <name>.json, <name>.md and the plots are written")
     parser.add_argument("--name", help="output file stem (default: compare, or ablation_<method>)")
     parser.add_argument("--update-readme", action="store_true",
                         help="put the table and plots in benchmarks/README.md (with the default --out-dir)")

@@ -5,17 +5,22 @@ transforms, the Runner's) in :mod:`mim_zoo.engine.registry`.
 """
 
 from .core.registry import (
-                            ENCODER_INITS,
-                            MASK_GENERATORS,
-                            MODELS,
-                            TARGET_GENERATORS,
-                            UnknownPluginError,
-                            build,
-                            build_with_suggestions,
-                            describe_unknown,
-                            registered_names,
+    ENCODER_INITS,
+    MASK_GENERATORS,
+    MODELS,
+    TARGET_GENERATORS,
+    ConfigEntryError,
+    InvalidValueError,
+    UnknownArgumentError,
+    UnknownPluginError,
+    build,
+    build_with_suggestions,
+    config_entry,
+    describe_unknown,
+    registered_names,
 )
 from .engine.registry import HOOKS, TRANSFORMS
 
 __all__ = ["ENCODER_INITS", "HOOKS", "MASK_GENERATORS", "MODELS", "TARGET_GENERATORS", "TRANSFORMS",
-           "UnknownPluginError", "build", "build_with_suggestions", "describe_unknown", "registered_names"]
+           "ConfigEntryError", "InvalidValueError", "UnknownArgumentError", "UnknownPluginError", "build",
+           "build_with_suggestions", "config_entry", "describe_unknown", "registered_names"]

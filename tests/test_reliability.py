@@ -1,5 +1,5 @@
-"""mim_zoo/engine/reliability.py: random states, atomic writes, resume-checkpoint lookup, checkpoint pruning order and the
-stop on non-finite losses (the kill-and-resume runs are in test_resume.py)."""
+"""mim_zoo/engine/reliability.py: random states, atomic writes, resume-checkpoint lookup, checkpoint pruning order and
+the stop on non-finite losses (the kill-and-resume runs are in test_resume.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,19 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
-from mim_zoo.engine.reliability import NonFiniteLossError, capture_rng_state, checkpoint_is_complete, find_resume_checkpoint, restore_rng_state, rng_isolated, write_atomic
 from mim_zoo.engine.config import prepare_config
+from mim_zoo.engine.reliability import (
+    NonFiniteLossError,
+    capture_rng_state,
+    checkpoint_is_complete,
+    checkpoint_problem,
+    find_resume_checkpoint,
+    restore_rng_state,
+    rng_isolated,
+    write_atomic,
+)
 
-from .helpers.training import build_runner, single_thread, train_cli
+from .helpers.training import TRAIN, build_runner, run_python, short_schedule, single_thread, train_cli
 
 CONFIG = "configs/mae/tiny_cpu.py"
 
@@ -98,8 +107,51 @@ def test_find_resume_checkpoint_explains_when_nothing_is_usable(tmp_path) -> Non
     save_checkpoint(str(tmp_path / "epoch_3.pth"))
     truncate(str(tmp_path / "epoch_3.pth"))
     (tmp_path / "last_checkpoint").write_text(str(tmp_path / "epoch_4.pth"))
-    with pytest.raises(FileNotFoundError, match=r"epoch_4\.pth.*missing or incomplete.*epoch_3\.pth is incomplete"):
+    with pytest.raises(FileNotFoundError, match=r"epoch_4\.pth \(named by last_checkpoint\): it does not exist; "
+                                                r".*epoch_3\.pth: it is truncated or damaged"):
         find_resume_checkpoint(str(tmp_path))
+
+
+def test_checkpoint_problem_says_why_a_file_is_unusable(tmp_path) -> None:
+    save_checkpoint(str(tmp_path / "good.pth"))
+    assert checkpoint_problem(str(tmp_path / "good.pth")) is None
+    assert checkpoint_problem(str(tmp_path / "absent.pth")) == "it does not exist"
+    (tmp_path / "empty.pth").write_bytes(b"")
+    assert checkpoint_problem(str(tmp_path / "empty.pth")) == "it is empty (0 bytes)"
+    save_checkpoint(str(tmp_path / "cut.pth"))
+    truncate(str(tmp_path / "cut.pth"))
+    assert checkpoint_problem(str(tmp_path / "cut.pth")).startswith("it is truncated or damaged: no complete zip")
+
+
+def test_resume_says_which_newer_checkpoint_it_skips_and_why(tmp_path) -> None:
+    """A truncated newest checkpoint that last_checkpoint names: one warning line names it and why, before the run
+    loads the older one."""
+    work_dir = str(tmp_path)
+    options = ["--cfg-options", *short_schedule(CONFIG, iters_per_epoch=1, epochs=2),
+               "default_hooks.reconstruction_vis=None", "default_hooks.loss_curve=None"]
+    first = run_python([TRAIN, CONFIG, "--work-dir", work_dir, *options])
+    assert first.returncode == 0, first.stdout[-3000:]
+    truncate(osp.join(work_dir, "epoch_2.pth"))
+    assert (tmp_path / "last_checkpoint").read_text().endswith("epoch_2.pth")
+    resumed = run_python([TRAIN, CONFIG, "--work-dir", work_dir, "--resume", *options])
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    lines = resumed.stdout.splitlines()
+    warnings = [i for i, line in enumerate(lines) if "--resume: skipping" in line]
+    assert len(warnings) == 1, resumed.stdout[-3000:]
+    warning = lines[warnings[0]]
+    assert "WARNING" in warning and "epoch_2.pth (named by last_checkpoint): it is truncated or damaged" in warning
+    assert warning.endswith(f"resuming from {osp.join(work_dir, 'epoch_1.pth')}")
+    loads = [i for i, line in enumerate(lines) if "Load checkpoint from" in line]
+    assert loads and warnings[0] < loads[0] and lines[loads[0]].endswith("epoch_1.pth")
+
+
+def test_resume_from_a_truncated_file_is_one_line(tmp_path) -> None:
+    save_checkpoint(str(tmp_path / "epoch_1.pth"))
+    truncate(str(tmp_path / "epoch_1.pth"))
+    message = train_cli([CONFIG, "--work-dir", str(tmp_path / "work"), "--resume", str(tmp_path / "epoch_1.pth")])
+    assert message.startswith(f"error: --resume {tmp_path / 'epoch_1.pth'}: it is truncated or damaged")
+    assert "--resume without a path" in message and "\n" not in message
+    assert not (tmp_path / "work").exists()
 
 
 def test_resume_flag_starts_fresh_without_checkpoints_and_refuses_broken_ones(tmp_path) -> None:

@@ -29,10 +29,10 @@ def configs(strategy: str) -> list[str]:
 
 
 @pytest.mark.parametrize("config", configs("FSDP"))
-def test_fsdp_config_shards_every_transformer_block(config: str) -> None:
+def test_fsdp_config_shards_every_transformer_block(config: str, tmp_path) -> None:
     cfg = Config.fromfile(osp.join(REPO, config))
     assert cfg.runner_type is FlexibleRunner
-    strategy = STRATEGIES.build(cfg.strategy)
+    strategy = STRATEGIES.build(cfg.strategy, default_args=dict(work_dir=str(tmp_path)))  # it writes a log there
     assert type(strategy).__name__ == "FSDPStrategy"
     model = MODELS.build(cfg.model)  # the real ViT-L/Swin-L (on CPU: mmpretrain's MixMIM cannot build on meta)
     policy_cfg = copy.deepcopy(strategy.model_wrapper["auto_wrap_policy"])
@@ -46,7 +46,7 @@ def test_fsdp_config_shards_every_transformer_block(config: str) -> None:
 
 
 @pytest.mark.parametrize("config", configs("DeepSpeed"))
-def test_deepspeed_config_builds(config: str) -> None:
+def test_deepspeed_config_builds(config: str, tmp_path) -> None:
     cfg = Config.fromfile(osp.join(REPO, config))
     assert cfg.runner_type is FlexibleRunner
     assert cfg.strategy.zero_optimization.stage == 2
@@ -55,7 +55,8 @@ def test_deepspeed_config_builds(config: str) -> None:
         with pytest.raises(ValueError, match=r"deepspeed package is not installed: `pip install \"deepspeed>=0.13\"`"):
             prepare_config(cfg)
     else:
-        assert type(STRATEGIES.build(cfg.strategy)).__name__ == "DeepSpeedStrategy"
+        strategy = STRATEGIES.build(cfg.strategy, default_args=dict(work_dir=str(tmp_path)))
+        assert type(strategy).__name__ == "DeepSpeedStrategy"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal concerns machines without CUDA")

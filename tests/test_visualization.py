@@ -15,14 +15,20 @@ from mmengine.visualization import LocalVisBackend
 from PIL import Image
 
 from mim_zoo.core.contracts import PixelTargetProtocol
+from mim_zoo.engine.config import make_synthetic_data
 from mim_zoo.engine.visualization import (
     MASK_GRAY,
     denormalize,
+    generator_notes,
+    loss_figure,
+    mask_figure,
     mask_samples,
     mask_to_pixels,
     plot_loss_curve,
     read_scalars,
+    reconstruction_figure,
     reconstruction_panels,
+    visualize_batch,
 )
 from mim_zoo.registry import MASK_GENERATORS, MODELS, registered_names
 
@@ -77,9 +83,37 @@ def write_photo(path: str, size: tuple[int, int], seed: int) -> str:
     return path
 
 
+@pytest.fixture()
+def drawn_figures(monkeypatch) -> dict[str, list]:
+    """The figures :func:`reconstruction_figure`, :func:`mask_figure` and :func:`loss_figure` draw while the test
+    runs (the real functions, their results kept): ``{"reconstruction": [...], "mask": [...], "loss": [...]}``."""
+    from mim_zoo.engine import visualization
+
+    figures: dict[str, list] = {"reconstruction": [], "mask": [], "loss": []}
+
+    def keeping(kind: str, draw):
+        def keep(*args, **kwargs):
+            figures[kind].append(draw(*args, **kwargs))
+            return figures[kind][-1]
+        return keep
+
+    monkeypatch.setattr(visualization, "reconstruction_figure",
+                        keeping("reconstruction", visualization.reconstruction_figure))
+    monkeypatch.setattr(visualization, "mask_figure", keeping("mask", visualization.mask_figure))
+    monkeypatch.setattr(visualization, "loss_figure", keeping("loss", visualization.loss_figure))
+    return figures
+
+
+def row_labels(fig) -> list[str]:
+    """The y labels of the first column: one per row of a reconstruction figure."""
+    columns = sum(1 for ax in fig.axes if ax.get_subplotspec().rowspan.start == 0)
+    return [ax.get_ylabel() for ax in fig.axes[::columns]]
+
+
 @pytest.mark.parametrize("config", tiny_configs(combos=True))
-def test_visualize_reconstruction_tool_draws_every_algorithm(config: str, tmp_path) -> None:
+def test_visualize_reconstruction_tool_draws_every_algorithm(config: str, tmp_path, drawn_figures) -> None:
     cfg = Config.fromfile(osp.join(REPO, config))
+    make_synthetic_data(cfg)  # MR-MAE's random teacher files
     model = MODELS.build(cfg.model)
     torch.save({"meta": {}, "state_dict": model.state_dict()}, tmp_path / "ckpt.pth")
     photos = [write_photo(str(tmp_path / f"photo{i}.jpg"), (50 + 7 * i, 40), seed=i) for i in range(2)]
@@ -91,12 +125,14 @@ def test_visualize_reconstruction_tool_draws_every_algorithm(config: str, tmp_pa
         images = tool.load_images(photos, size)  # resized and centre-cropped to the encoder's input
         assert images.shape == (2, 3, size, size) and images.dtype == torch.uint8
         inputs = model.data_preprocessor({"inputs": images, "data_samples": None}, False)["inputs"]
-        titles = [title for title, _ in tool.visualize_batch(model.eval(), inputs, seed=0)]
+        titles = [title for title, _ in visualize_batch(model.eval(), inputs, seed=0)]
     assert titles[:2] == ["original", "masked"]
     if any(isinstance(t, PixelTargetProtocol) for t in model.targets()):  # pixel targets are drawn, pasted back
         assert titles[2:4] == ["reconstruction", "reconstruction + visible"]
-    width, height = Image.open(out).size
-    assert width / height == pytest.approx(len(titles) / 2, rel=0.25)  # one row per image, one column per panel
+    width, height = Image.open(out).size  # one column per panel, one row per image (1.6 in each at 100 dpi)
+    assert width == pytest.approx(160 * len(titles), rel=0.02) and height > 2 * 160
+    (fig,) = drawn_figures["reconstruction"]
+    assert row_labels(fig) == ["photo0.jpg", "photo1.jpg"] and fig.get_supxlabel()  # rows named, columns explained
 
 
 def test_visualize_reconstruction_tool_names_bad_inputs(tmp_path) -> None:
@@ -115,6 +151,81 @@ def test_visualize_reconstruction_tool_names_bad_inputs(tmp_path) -> None:
         tool.main([config, str(tmp_path / "ok.pth"), str(tmp_path / "broken.jpg"), "--out", str(tmp_path / "x.png")])
 
 
+def test_visualize_reconstruction_tool_wants_an_image_count_the_algorithm_takes(tmp_path) -> None:
+    config = "configs/mixmae/tiny_cpu.py"
+    torch.save({"state_dict": MODELS.build(Config.fromfile(osp.join(REPO, config)).model).state_dict()},
+               tmp_path / "ckpt.pth")
+    photos = [write_photo(str(tmp_path / f"photo{i}.jpg"), (32, 32), seed=i) for i in range(3)]
+    tool = load_tool("visualize_reconstruction")
+    with pytest.raises(SystemExit) as exit_:
+        tool.main([config, str(tmp_path / "ckpt.pth"), *photos, "--out", str(tmp_path / "x.png")])
+    message = str(exit_.value)
+    assert message.startswith("error: MixMAE cannot draw 3 images: MixMAE mixes each image with its batch mirror")
+    assert "an even number of images" in message and "Pass a number of image files" in message
+    assert "batch_size" not in message  # not the training fix
+
+
+# --- what the figures explain ---------------------------------------------------------------------------------------
+def figure_texts(fig) -> list[str]:
+    fig.canvas.draw()
+    return [t.get_text() for t in fig.findobj(lambda artist: hasattr(artist, "get_text")) if t.get_text()]
+
+
+@pytest.mark.parametrize("config", tiny_configs(combos=True))
+def test_reconstruction_figure_labels_rows_and_explains_every_column(config: str) -> None:
+    cfg = Config.fromfile(osp.join(REPO, config))
+    make_synthetic_data(cfg)  # MR-MAE's random teacher files
+    model = MODELS.build(cfg.model).eval()
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    panels = visualize_batch(model, images, seed=0)
+    notes = model.reconstruction_notes
+    undocumented = [name for name, _ in panels if name != "original" and name not in notes]
+    assert not undocumented, f"{type(model).__name__}.reconstruction_notes does not explain {undocumented}"
+    fig = reconstruction_figure(panels, title=f"{type(model).__name__}, epoch 1", row_labels=["a.JPEG", "b.JPEG"],
+                                notes=notes)
+    axes = fig.axes
+    assert [axes[r * len(panels)].get_ylabel() for r in range(2)] == ["a.JPEG", "b.JPEG"]
+    caption = fig.get_supxlabel()
+    for name, _ in panels[1:]:
+        assert f"{name}: " in caption
+    if "reconstruction" in dict(panels) and type(model).__name__ != "MixMAE":  # a pixel loss on masked patches
+        assert "masked patches only" in caption and "speckle" in caption
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    for ax in axes[:len(panels)]:  # the title sits above every column header
+        assert title.y0 >= ax.title.get_window_extent(renderer).y1
+
+
+def test_mixmae_figure_says_what_its_reconstructions_are() -> None:
+    from mim_zoo.core.algorithms import MixMAE
+
+    notes = MixMAE.reconstruction_notes
+    assert "stream in which it was hidden" in notes["reconstruction"]
+    assert "predicted from mixed input i" in notes["reconstruction primary"]
+    assert "one mask per batch" in notes["masked"] and "design" in notes["masked"]
+
+
+def test_mask_figure_has_a_legend_and_names_one_mask_per_batch() -> None:
+    samples = mask_samples((14, 14), num_samples=3, seed=0)
+    fig = mask_figure(samples, notes=generator_notes())
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["masked (hidden from the encoder)", "visible"]
+    labels = {name.split("\n")[0]: ax.get_ylabel() for name, ax in zip(samples, fig.axes[::3], strict=True)}
+    assert "one mask per batch" in labels["MixingMask"] and "one mask per batch" not in labels["RandomMasking"]
+    assert "MixingMask: MixMIM's mixing mask: one random mask per batch, shared by every sample" in fig.get_supxlabel()
+
+
+def test_loss_figure_has_a_title_and_draws_a_single_term_once() -> None:
+    single = [{"step": s, "loss": 1.0 / s, "loss_rec": 1.0 / s} for s in range(1, 5)]
+    fig = loss_figure(single, "MAE training loss")
+    (ax,) = fig.axes
+    assert ax.get_title() == "MAE training loss"
+    assert [line.get_label() for line in ax.get_lines()] == ["loss_rec (= loss: the only term)"]
+    several = [{"step": s, "loss": 3.0, "loss_pixel": 1.0, "loss_feature": 2.0} for s in range(1, 5)]
+    labels = [line.get_label() for line in loss_figure(several, "BootMAE training loss").axes[0].get_lines()]
+    assert labels == ["loss (the sum of the terms)", "loss_feature", "loss_pixel"]
+
+
 def test_mask_samples_cover_every_registered_generator() -> None:
     samples = mask_samples((14, 14), num_samples=3, seed=0)
     assert len(samples) == len(registered_names(MASK_GENERATORS))  # a new generator is drawn without touching this
@@ -129,10 +240,13 @@ def test_mask_samples_cover_every_registered_generator() -> None:
     assert torch.equal(samples["RandomMasking"], mask_samples((14, 14), 3, seed=0)["RandomMasking"])  # seeded
 
 
-def test_visualize_masks_tool(tmp_path) -> None:
+def test_visualize_masks_tool(tmp_path, drawn_figures) -> None:
     tool = load_tool("visualize_masks")
     out = tool.main(["--out", str(tmp_path / "all.png"), "--num", "2"])
     assert Image.open(out).size[1] > 100 * len(registered_names(MASK_GENERATORS)) * 0.5  # one row per generator
+    (fig,) = drawn_figures["mask"]  # the tool's picture says which colour is masked and why MixingMask repeats
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["masked (hidden from the encoder)", "visible"]
+    assert "MixingMask: MixMIM's mixing mask: one random mask per batch" in fig.get_supxlabel()
     out = tool.main(["--config", "configs/mae/tiny_cpu.py", "--out", str(tmp_path / "mae.png")])
     assert osp.isfile(out)
 
@@ -153,7 +267,7 @@ def test_loss_curve_joins_a_run_and_its_resumed_continuation(tmp_path) -> None:
 
 
 # --- what a training run leaves behind ------------------------------------------------------------------------------
-def test_training_logs_progress_to_console_and_tensorboard_and_draws_pictures(tmp_path) -> None:
+def test_training_logs_progress_to_console_and_tensorboard_and_draws_pictures(tmp_path, drawn_figures) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     work_dir = str(tmp_path)
@@ -166,3 +280,8 @@ def test_training_logs_progress_to_console_and_tensorboard_and_draws_pictures(tm
     assert len(events.Scalars("loss")) == 4 and "reconstruction" in events.Tags()["images"]
     for name in ("reconstruction_epoch_1.png", "reconstruction_epoch_2.png", "loss_curve.png"):
         assert Image.open(osp.join(work_dir, "vis", name)).size[0] > 300
+    labels = row_labels(drawn_figures["reconstruction"][0])  # the hook names each row's training image
+    assert len(labels) == 4 and all(label.endswith(".JPEG") for label in labels) and len(set(labels)) == 4
+    (ax,) = drawn_figures["loss"][-1].axes  # titled; MAE's single term drawn once
+    assert ax.get_title() == f"MAE training loss ({osp.basename(work_dir)})"
+    assert [line.get_label() for line in ax.get_lines()] == ["loss_rec (= loss: the only term)"]

@@ -29,22 +29,22 @@ import shlex
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))  # this checkout: its catalogue (model-index.yml), configs
 sys.path.insert(0, ROOT)  # run from a checkout without installing
 
 from mmengine.config import DictAction  # noqa: E402
-from mmengine.dist import is_main_process  # noqa: E402
 
-import mim_zoo  # noqa: E402,F401  (registers the encoders, applies the compatibility fixes)
-from mim_zoo.core.checkpoints.read import CheckpointError, PretrainedEncoder, load_pretrained_encoder  # noqa: E402
-from mim_zoo.engine.benchmark import (SMOKE, TASKS, evidence, markdown_table, method_label, quiet_output,  # noqa: E402
-                                      run_task, task_columns, update_results)
-from mim_zoo.engine.catalogue import load_catalogue  # noqa: E402
+from mim_zoo.engine.catalogue import TASKS  # noqa: E402
+from mim_zoo.engine.cli import one_line_errors, tool_parser  # noqa: E402
+
+if TYPE_CHECKING:
+    from mim_zoo.core.checkpoints.read import PretrainedEncoder
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Downstream benchmarks of a mim_zoo pretraining checkpoint")
+    parser = tool_parser("Downstream benchmarks of a mim_zoo pretraining checkpoint")
     parser.add_argument("checkpoint", help="pretraining checkpoint, e.g. work_dirs/mae_vitb_800e/epoch_800.pth")
     parser.add_argument("--tasks", default="linear,finetune,ade20k,coco",
                         help=f"comma-separated subset of {','.join(TASKS)}")
@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
                         help="override entries of every task config, e.g. train_dataloader.num_workers=4")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = sorted(set(args.tasks) - set(TASKS))
@@ -85,7 +85,7 @@ def torchrun_command(args: argparse.Namespace, task: str, work_dir: str) -> list
            args.checkpoint, "--tasks", task, "--work-dir", work_dir, "--protocol", args.protocol,
            "--launcher", "pytorch"]
     cmd += ["--name", args.name] if args.name else []
-    cmd += ["--tiny"] * args.tiny + ["--amp"] * args.amp + ["--verbose"] * args.verbose
+    cmd += ["--tiny"] * args.tiny + ["--amp"] * args.amp + ["--verbose"] * args.verbose + ["--debug"] * args.debug
     if args.cfg_options:
         cmd += ["--cfg-options"] + [f"{k}={v}" for k, v in args.cfg_options.items()]
     return cmd
@@ -93,16 +93,25 @@ def torchrun_command(args: argparse.Namespace, task: str, work_dir: str) -> list
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    with one_line_errors(args.debug):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    # The downstream stacks are imported after the arguments are parsed: --help and usage errors do not wait.
+    from mmengine.dist import is_main_process
+
+    from mim_zoo.core.checkpoints.read import load_pretrained_encoder
+    from mim_zoo.engine.benchmark import SMOKE, evidence, markdown_table, method_label
+    from mim_zoo.engine.catalogue import load_catalogue
+
     work_dir = args.work_dir or default_work_dir(args.checkpoint)
     results_file = osp.join(work_dir, "results.json")
-    try:
-        pretrained = load_pretrained_encoder(args.checkpoint)
-        catalogue = load_catalogue(ROOT)
-        recipes = {task: catalogue.recipe(task, pretrained.method, pretrained.canonical, args.protocol, args.tiny)
-                   for task in args.tasks}
-        proof = evidence(pretrained, args.name or method_label(pretrained), ROOT)
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
-        sys.exit(f"error: {err}")
+    pretrained = load_pretrained_encoder(args.checkpoint)
+    catalogue = load_catalogue(ROOT)
+    recipes = {task: catalogue.recipe(task, pretrained.method, pretrained.canonical, args.protocol, args.tiny)
+               for task in args.tasks}
+    proof = evidence(pretrained, args.name or method_label(pretrained), ROOT)
     if is_main_process() and not args.dry_run:
         print(f"{args.checkpoint}: {pretrained.method}, epoch {pretrained.epoch}; {len(recipes)} task(s) in {work_dir}"
               + (f" ({SMOKE}s: the CPU twins train for seconds on toy data to show that every task runs; their "
@@ -127,6 +136,10 @@ def run_one(args: argparse.Namespace, index: int, count: int, task: str, config:
             pretrained: PretrainedEncoder, proof: dict) -> None:
     """One task (``config``: the catalogue's path of its recipe) in this process: its output to its log, one
     progress line, its results merged."""
+    from mmengine.dist import is_main_process
+
+    from mim_zoo.engine.benchmark import SMOKE, quiet_output, run_task, task_columns, update_results
+
     rank = os.environ.get("RANK", "0")
     log = osp.join(work_dir, task, "output.log" if rank == "0" else f"output.rank{rank}.log")
     if is_main_process():

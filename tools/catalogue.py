@@ -10,7 +10,6 @@ The README tables that list algorithms, combos, configs and downstream recipes a
 
 from __future__ import annotations
 
-import argparse
 import os.path as osp
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from mim_zoo.engine.catalogue import (  # noqa: E402
     readme_section,
     replace_readme_section,
 )
+from mim_zoo.engine.cli import one_line_errors, tool_parser  # noqa: E402
 
 README = "README.md"
 BENCHMARKS_README = "configs/benchmarks/README.md"
@@ -138,23 +138,24 @@ def summary(catalogue: Catalogue) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = tool_parser(__doc__.split("\n\n")[0])
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--update-readme", action="store_true", help="rewrite the generated README tables")
     action.add_argument("--check", action="store_true", help="exit 1 if a generated README table is out of date")
     args = parser.parse_args(argv)
-    catalogue = load_catalogue(ROOT)
-    if args.update_readme:
-        for (path, name), text in readme_sections(catalogue).items():
-            replace_readme_section(ROOT / path, name, text)
-        return 0
-    if args.check:
-        outdated = outdated_sections(catalogue)
-        if outdated:
-            print(f"out of date: {', '.join(outdated)}; run python tools/catalogue.py --update-readme",
-                  file=sys.stderr)
-        return int(bool(outdated))
-    print(summary(catalogue))
+    with one_line_errors(args.debug):
+        catalogue = load_catalogue(ROOT)
+        if args.update_readme:
+            for (path, name), text in readme_sections(catalogue).items():
+                replace_readme_section(ROOT / path, name, text)
+            return 0
+        if args.check:
+            outdated = outdated_sections(catalogue)
+            if outdated:
+                print(f"out of date: {', '.join(outdated)}; run python tools/catalogue.py --update-readme",
+                      file=sys.stderr)
+            return int(bool(outdated))
+        print(summary(catalogue))
     return 0
 
 

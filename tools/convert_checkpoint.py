@@ -18,7 +18,6 @@ convert only files you trust. The output loads with ``weights_only=True``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import os.path as osp
 import sys
@@ -28,13 +27,14 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 import torch  # noqa: E402
 
 import mim_zoo  # noqa: E402,F401  (registers the plugins, applies the compatibility fixes)
-from mim_zoo.core.checkpoints import SOURCES, ConversionError, SourceLayout, source_layout  # noqa: E402
+from mim_zoo.core.checkpoints import SOURCES, SourceLayout, source_layout  # noqa: E402
 from mim_zoo.core.checkpoints.check import check_checkpoint  # noqa: E402
 from mim_zoo.core.checkpoints.convert import ConversionResult, convert_checkpoint  # noqa: E402
 from mim_zoo.core.checkpoints.export import EXPORTS  # noqa: E402
-from mim_zoo.core.checkpoints.read import CheckpointError  # noqa: E402
+from mim_zoo.core.checkpoints.read import CheckpointError, checkpoint_problem  # noqa: E402
 from mim_zoo.core.targets import is_torchscript, load_checkpoint_file  # noqa: E402
 from mim_zoo.engine.catalogue import Catalogue, CatalogueError, load_catalogue  # noqa: E402
+from mim_zoo.engine.cli import one_line_errors, tool_parser  # noqa: E402
 from mim_zoo.engine.compat import load_trusted  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))  # this checkout: its catalogue (model-index.yml), configs
@@ -78,6 +78,9 @@ def read_source(path: str) -> object:
     """The file as ``torch.load`` returns it; a TorchScript archive (OpenAI CLIP) as its state dict."""
     if is_torchscript(path):
         return load_checkpoint_file(path, "source checkpoint")
+    problem = checkpoint_problem(path)
+    if problem:
+        raise CheckpointError(f"{path!r} is not a usable checkpoint: {problem}. Download or copy it again")
     return load_trusted(path)
 
 
@@ -95,11 +98,14 @@ def convert(src: str, dst: str, layout_name: str, config: str | None) -> Convers
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = tool_parser(__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", metavar="SRC DST", help="source file and output file (or, with --check "
                                                                     "alone, the converted file to check)")
-    parser.add_argument("--from", dest="layout", choices=list(SOURCES), help="layout of SRC (see --list)")
-    parser.add_argument("--config", help="the mim_zoo config the weights belong to (default: the layout's own)")
+    parser.add_argument("--from", dest="layout", choices=list(SOURCES), metavar="LAYOUT",
+                        help=f"layout of SRC, one of: {', '.join(SOURCES)} (--list says what each expects and "
+                             "becomes; required to convert)")
+    parser.add_argument("--config", help="the mim_zoo config the weights belong to (default: the first paper-size "
+                                         "config of the layout's algorithm whose model takes every tensor)")
     parser.add_argument("--check", action="store_true", help="load the converted file into its model and report")
     parser.add_argument("--list", action="store_true", help="list every source layout and export target")
     args = parser.parse_args(argv)
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     checking_only = args.check and len(args.paths) == 1 and args.layout is None
     if not checking_only and (len(args.paths) != 2 or args.layout is None):
         parser.error("give SRC DST --from LAYOUT (--list shows the layouts), or --check FILE")
-    try:
+    with one_line_errors(args.debug):
         if not checking_only:
             result = convert(*args.paths, args.layout, args.config)
             where = f" for {result.config}" if result.config else ""
@@ -124,8 +130,6 @@ def main(argv: list[str] | None = None) -> None:
             print(report.summary())
             if not report.ok:
                 sys.exit(f"error: {args.paths[-1]} does not fit its model (see above)")
-    except (CatalogueError, CheckpointError, ConversionError, FileNotFoundError, ValueError, KeyError) as err:
-        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]  # this checkout: its catalogue and c
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from mim_zoo.engine.catalogue import load_catalogue  # noqa: E402
+from mim_zoo.engine.cli import one_line_errors, tool_parser  # noqa: E402
 
 CATALOGUE = load_catalogue(REPO)
 ALGORITHMS = {name.lower(): name for name in CATALOGUE.algorithms()}  # --algos / work-dir name -> algorithm
@@ -44,13 +45,17 @@ def overrides(epochs: int, batch: int, base_lr: float) -> list[str]:
 
 
 def run(cmd: list[str]) -> None:
+    """Run a tool; if it fails (its one-line error is printed above), stop with the command that failed."""
     print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=REPO, check=True)
+    code = subprocess.run(cmd, cwd=REPO).returncode
+    if code:
+        raise SystemExit(f"error: `{' '.join(cmd)}` failed (exit code {code}; its error is printed above)")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--algos", default=",".join(ALGORITHMS), help="comma-separated subset of " + ",".join(ALGORITHMS))
+    parser = tool_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--algos", default=",".join(ALGORITHMS),
+                        help="comma-separated subset of " + ",".join(ALGORITHMS))
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=32, help="even (MixMAE pairs images)")
     parser.add_argument("--base-lr", type=float, default=1.5e-3, help="lr = base_lr * batch / 256 (short schedule)")
@@ -62,22 +67,28 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(algos) - set(ALGORITHMS))
     if unknown:
         sys.exit(f"error: unknown algorithm(s) {unknown}; choose from {', '.join(ALGORITHMS)}")
-    summary = []
-    for algo in algos:
-        start = time.time()
-        config = str(CATALOGUE.tiny_config(ALGORITHMS[algo]).relative_to(REPO))
-        work_dir = osp.join(args.work_dir, algo)
-        run([sys.executable, "tools/train.py", config, "--work-dir", work_dir, "--cfg-options",
-             *overrides(args.epochs, args.batch_size, args.base_lr)])
-        checkpoint = osp.join(work_dir, f"epoch_{args.epochs}.pth")
-        images = [f"data/generated/shapes32/val/{name}.JPEG" for name in VAL_IMAGES]
-        picture = osp.join(work_dir, "reconstructions_val.png")
-        run([sys.executable, "tools/visualize_reconstruction.py", config, checkpoint, *images, "--out", picture])
-        summary.append((algo, time.time() - start, checkpoint, picture, osp.join(work_dir, "vis", "loss_curve.png")))
+    with one_line_errors(args.debug):
+        summary = [train_one(algo, args) for algo in algos]
     print("\nquickstart done:")
     for algo, seconds, checkpoint, picture, curve in summary:
         print(f"  {algo:8s} {seconds:5.0f} s  checkpoint {checkpoint}\n{'':17s}reconstructions {picture}\n"
               f"{'':17s}loss curve {curve}")
+
+
+def train_one(algo: str, args: argparse.Namespace) -> tuple[str, float, str, str, str]:
+    """Pretrain ``algo``'s tiny config and draw held-out reconstructions; (algo, seconds, checkpoint, picture,
+    loss curve)."""
+    debug = ["--debug"] * args.debug
+    start = time.time()
+    config = str(CATALOGUE.tiny_config(ALGORITHMS[algo]).relative_to(REPO))
+    work_dir = osp.join(args.work_dir, algo)
+    run([sys.executable, "tools/train.py", config, "--work-dir", work_dir, *debug, "--cfg-options",
+         *overrides(args.epochs, args.batch_size, args.base_lr)])
+    checkpoint = osp.join(work_dir, f"epoch_{args.epochs}.pth")
+    images = [f"data/generated/shapes32/val/{name}.JPEG" for name in VAL_IMAGES]
+    picture = osp.join(work_dir, "reconstructions_val.png")
+    run([sys.executable, "tools/visualize_reconstruction.py", config, checkpoint, *images, "--out", picture, *debug])
+    return algo, time.time() - start, checkpoint, picture, osp.join(work_dir, "vis", "loss_curve.png")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-from .registry import MASK_GENERATORS
+from .registry import MASK_GENERATORS, InvalidValueError
 
 GridSize = tuple[int, int]
 
@@ -65,7 +65,7 @@ class MaskGenerator(ABC):
 
 def _check_ratio(ratio: float, name: str = "ratio") -> None:
     if not 0.0 < ratio < 1.0:
-        raise ValueError(f"mask {name} must lie strictly between 0 and 1, got {ratio}")
+        raise InvalidValueError(f"a mask {name} must lie strictly between 0 and 1, got {ratio}", name)
 
 
 @MASK_GENERATORS.register_module()
@@ -84,9 +84,9 @@ class RandomMasking(MaskGenerator):
         num_tokens = grid_size[0] * grid_size[1]
         num_keep = int(num_tokens * (1 - self.ratio))
         if num_keep < 1:
-            raise ValueError(
+            raise InvalidValueError(
                 f"mask ratio {self.ratio} leaves no visible token on a {grid_size[0]}x{grid_size[1]} grid; "
-                "lower the ratio or use a larger image / smaller patch"
+                "lower the ratio or use a larger image / smaller patch", "ratio"
             )
         return num_tokens - num_keep
 
@@ -175,7 +175,7 @@ class BlockMasking(MaskGenerator):
         max_roll: int = 3,
     ) -> None:
         if total_masked is not None and total_masked < 1:
-            raise ValueError(f"total_masked must be positive, got {total_masked}")
+            raise InvalidValueError(f"must be positive, got {total_masked}", "total_masked")
         self.num_masking_patches = num_masking_patches
         self.min_num_patches = min_num_patches
         self.max_num_patches = num_masking_patches if max_num_patches is None else max_num_patches
@@ -187,9 +187,9 @@ class BlockMasking(MaskGenerator):
         num_tokens = grid_size[0] * grid_size[1]
         for name, count in (("num_masking_patches", self.num_masking_patches), ("total_masked", self.total_masked)):
             if count is not None and count >= num_tokens:
-                raise ValueError(
+                raise InvalidValueError(
                     f"BlockMasking {name}={count} leaves no visible token on a {grid_size[0]}x{grid_size[1]} grid "
-                    f"({num_tokens} patches); scale it with the grid (BootMAE: 120 and 147 of 196)"
+                    f"({num_tokens} patches); scale it with the grid (BootMAE: 120 and 147 of 196)", name
                 )
         return self.total_masked
 
@@ -233,16 +233,17 @@ class MixingMask(MaskGenerator):
     def __init__(self, ratio: float = 0.5, range_ratio: float = 0.0) -> None:
         _check_ratio(ratio)
         if range_ratio < 0 or ratio + range_ratio >= 1:
-            raise ValueError(f"range_ratio must be >= 0 with ratio + range_ratio < 1, got {ratio} + {range_ratio}")
+            raise InvalidValueError(f"must be >= 0 with ratio + range_ratio < 1, got {ratio} + {range_ratio}",
+                                    "range_ratio")
         self.ratio = ratio
         self.range_ratio = range_ratio
 
     def _count(self, num_tokens: int, ratio: float) -> int:
         count = int(num_tokens * ratio)
         if count < 1:
-            raise ValueError(
+            raise InvalidValueError(
                 f"mixing ratio {ratio} takes no token from the partner on a grid of {num_tokens} tokens; raise the "
-                "ratio or use a larger output grid"
+                "ratio or use a larger output grid", "ratio"
             )
         return count
 
@@ -292,9 +293,9 @@ class AttentionMasking(RandomMasking):
     def __init__(self, ratio: float = 0.75, mode: str = "sample", temperature: float = 1.0) -> None:
         super().__init__(ratio)
         if mode not in ("sample", "topk"):
-            raise ValueError(f"AttentionMasking mode must be 'sample' or 'topk', got {mode!r}")
+            raise InvalidValueError(f"AttentionMasking mode must be 'sample' or 'topk', got {mode!r}", "mode")
         if temperature <= 0:
-            raise ValueError(f"AttentionMasking temperature must be positive, got {temperature}")
+            raise InvalidValueError(f"AttentionMasking temperature must be positive, got {temperature}", "temperature")
         self.mode, self.temperature = mode, temperature
 
     def generate(self, batch_size: int, grid_size: GridSize, generator: torch.Generator | None,

@@ -16,7 +16,11 @@ raises :class:`UnknownPluginError`, listing the registered names and the closest
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import inspect
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from mmengine.registry import MODELS as MMENGINE_MODELS
@@ -24,11 +28,55 @@ from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
 from mmengine.registry import Registry
 
 
-class UnknownPluginError(KeyError):
+class ConfigEntryError(Exception):
+    """An error about one entry of a config, named by its dotted key.
+
+    A plugin raises it with the argument's name (``ratio``); each enclosing build adds the slot it builds
+    (:func:`config_entry`: ``masking.ratio``, then ``model.masking.ratio``), so the message names the key that
+    ``--cfg-options`` sets.
+
+    Args:
+        problem: what is wrong and how to fix it.
+        key: the entry's dotted key below the object being built (``""``: the object itself).
+    """
+
+    def __init__(self, problem: str, key: str = "") -> None:
+        super().__init__(problem, key)
+        self.problem, self.key = problem, key
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.problem}" if self.key else self.problem
+
+
+class InvalidValueError(ConfigEntryError, ValueError):
+    """A config gives an argument a value the plugin cannot take."""
+
+
+class UnknownArgumentError(ConfigEntryError, TypeError):
+    """A config gives a plugin an argument it does not take."""
+
+
+class UnknownPluginError(ConfigEntryError, KeyError):
     """A config names a plugin type that is not registered."""
 
-    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
-        return str(self.args[0])
+
+@contextlib.contextmanager
+def config_entry(key: str) -> Iterator[None]:
+    """Name the config entry built inside the block in its errors: a :class:`ConfigEntryError` raised inside gets
+    ``key`` prepended to its key; any other ``ValueError`` becomes an :class:`InvalidValueError` of ``key``, and a
+    ``TypeError`` for an unexpected keyword argument an :class:`UnknownArgumentError` of ``key``."""
+    try:
+        yield
+    except ConfigEntryError as err:
+        err.key = f"{key}.{err.key}" if err.key else key
+        raise
+    except ValueError as err:
+        raise InvalidValueError(str(err), key) from err
+    except TypeError as err:  # a keyword the callee does not take (one that takes **kwargs and passes them on)
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if unexpected is None:
+            raise
+        raise UnknownArgumentError(str(err), f"{key}.{unexpected.group(1)}") from err
 
 
 def describe_unknown(registry: Registry, name: str) -> str:
@@ -59,12 +107,31 @@ def build_with_suggestions(cfg: Any, registry: Registry, default_args: dict | No
     if isinstance(obj_type, str):
         obj_cls = registry.get(obj_type)
         if obj_cls is None:
-            raise UnknownPluginError(describe_unknown(registry, obj_type))
+            raise UnknownPluginError(describe_unknown(registry, obj_type), "type")
     elif callable(obj_type):
         obj_cls = obj_type
     else:
         raise TypeError(f"'type' of a {registry.name} config must be a name or a class, got {obj_type!r}")
+    check_arguments(obj_cls, args)
     return obj_cls(**args)
+
+
+def check_arguments(obj_cls: Any, args: dict) -> None:
+    """Raise :class:`UnknownArgumentError` for an argument ``obj_cls`` does not take (a typo in a config key), with
+    the arguments it takes and the closest one."""
+    try:
+        params = inspect.signature(obj_cls).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin): the call itself reports
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    names = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for arg in args:
+        if arg not in names:
+            close = difflib.get_close_matches(arg, names, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UnknownArgumentError(f"{getattr(obj_cls, '__name__', obj_cls)} takes no argument {arg!r}.{hint} "
+                                       f"It takes: {', '.join(names)}.", arg)
 
 
 def _registry(name: str, parent: Registry, locations: list[str]) -> Registry:

@@ -23,7 +23,6 @@ from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -257,7 +256,9 @@ class TeacherTarget(TargetGenerator):
         self.arch, self.checkpoint_path, self.source = arch, checkpoint, source
         self.block, self.final_norm, self.norm, self.project = block, final_norm, norm, project
         head_kwargs = {} if project else {"num_classes": 0}
-        self.teacher = timm.create_model(arch, pretrained=False, **head_kwargs, **(model_kwargs or {}))
+        from timm import create_model  # timm loads with the first teacher built, not with the registry
+
+        self.teacher = create_model(arch, pretrained=False, **head_kwargs, **(model_kwargs or {}))
         self._load(checkpoint)
         self.teacher.requires_grad_(False)
         self.teacher.eval()

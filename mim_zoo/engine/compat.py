@@ -33,7 +33,8 @@ def allow_mmengine_checkpoints() -> None:
     Fix, on purpose narrow: ``HistoryBuffer`` now pickles as ``HistoryBuffer(log_list, count_list, max_length)``,
     and only ``HistoryBuffer`` plus numpy's array/scalar reconstruction (the allow-list torch documents for numpy)
     are added to torch's safe globals. Loading stays ``weights_only=True``; a checkpoint written *without* this fix
-    (plain mmengine) still fails, and :func:`load_trusted` reads such a file you trust.
+    (plain mmengine) still fails, and :func:`load_trusted` reads such a file you trust. Checkpoints written since
+    :func:`plain_message_hub` hold no ``HistoryBuffer`` at all; this allow-list reads the ones written before it.
     """
     import numpy as np
     from mmengine.logging import HistoryBuffer
@@ -52,6 +53,59 @@ def numpy_multiarray() -> ModuleType:
 
     major = int(np.__version__.split(".")[0])
     return importlib.import_module("numpy._core.multiarray" if major >= 2 else "numpy.core.multiarray")
+
+
+_BUFFER_KEYS = frozenset({"log_history", "count_history", "max_length"})  # a HistoryBuffer in plain types
+
+
+def _plain_value(value: object) -> object:
+    """numpy scalars and arrays of the message hub's runtime info as python values (``eta`` is a numpy float)."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def plain_message_hub() -> None:
+    """Store mmengine's message hub in checkpoints as plain python types, so that *any* torch reads them with
+    ``torch.load(path, weights_only=True)``, without importing mim_zoo first.
+
+    Upstream problem: mmengine 0.10.7 checkpoints ``MessageHub.state_dict()``, whose ``log_scalars`` are
+    ``HistoryBuffer`` objects (numpy arrays inside) and whose runtime info holds numpy scalars (``eta``). Even with
+    :func:`allow_mmengine_checkpoints`, those pickle as globals that a plain ``torch.load(weights_only=True)``
+    refuses (``Unsupported global: mmengine.logging.history_buffer.HistoryBuffer``). Fix: ``state_dict`` stores each
+    buffer as ``{log_history: [...], count_history: [...], max_length: n}`` and numpy scalars (arrays) of the runtime
+    info as python numbers (lists); ``load_state_dict`` rebuilds the buffers from that form (and still takes
+    ``HistoryBuffer`` objects, as checkpoints written before this fix hold). The buffers' values round-trip exactly
+    (float64 -> python float -> float64); resume stays bit-exact (``tests/test_resume.py``).
+    """
+    from mmengine.logging import HistoryBuffer, MessageHub
+
+    if getattr(MessageHub.state_dict, "_mim_zoo_plain", False):
+        return
+    upstream_state_dict, upstream_load = MessageHub.state_dict, MessageHub.load_state_dict
+
+    def state_dict(self: MessageHub) -> dict:
+        state = upstream_state_dict(self)
+        state["log_scalars"] = {
+            key: dict(log_history=buffer._log_history.tolist(), count_history=buffer._count_history.tolist(),
+                      max_length=int(buffer.max_length))
+            for key, buffer in state["log_scalars"].items()}
+        state["runtime_info"] = {key: _plain_value(value) for key, value in state["runtime_info"].items()}
+        return state
+
+    def load_state_dict(self: MessageHub, state: dict | MessageHub) -> None:
+        if isinstance(state, dict) and isinstance(state.get("log_scalars"), dict):
+            scalars = {key: HistoryBuffer(**value) if isinstance(value, dict) and set(value) == _BUFFER_KEYS
+                       else value for key, value in state["log_scalars"].items()}
+            state = {**state, "log_scalars": scalars}
+        upstream_load(self, state)
+
+    state_dict._mim_zoo_plain = True  # type: ignore[attr-defined]
+    MessageHub.state_dict, MessageHub.load_state_dict = state_dict, load_state_dict
 
 
 def allow_cpu_distributed() -> None:
@@ -134,6 +188,7 @@ def apply() -> None:
     if _applied:
         return
     allow_mmengine_checkpoints()
+    plain_message_hub()
     allow_cpu_distributed()
     mmpretrain_without_multimodal()
     _applied = True

@@ -22,11 +22,18 @@ from mmengine.logging import print_log
 from mmengine.registry import DATASETS, DefaultScope
 from mmengine.utils import import_modules_from_strings
 
-from .config_checks import check_config_types, check_dataset_root, check_strategy, drop_disabled_hooks
+from .config_checks import (
+    check_config_types,
+    check_dataset_root,
+    check_model_builds,
+    check_runner_types,
+    check_strategy,
+    create_work_dir,
+    drop_disabled_hooks,
+)
 from .env import check_run_environment
-from .pipeline import apply_pipeline_impl
 from .recipe import launched_world_size, resolve_recipe
-from .reliability import find_resume_checkpoint
+from .reliability import checkpoint_problem, find_resume_checkpoint
 
 
 def load_config(path: str | os.PathLike, cfg_options: Mapping[str, Any] | None = None) -> Config:
@@ -52,8 +59,11 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
     check_config_types(cfg)  # after custom_imports: they may register the types
     check_strategy(cfg)
     drop_disabled_hooks(cfg)
+    from .pipeline import apply_pipeline_impl, pipeline_key  # imports mmpretrain's transforms: after the cheap checks
+
     apply_pipeline_impl(cfg)  # pipeline_impl: the input pipeline, its collate function and data preprocessor
     recipe = resolve_recipe(cfg)
+    check_runner_types(cfg, pipeline_key(cfg))
     make_synthetic_data(cfg)
     _check_data_root(cfg)
     resolve_dataset_indices(cfg)
@@ -65,8 +75,11 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
     if resume is not None:
         cfg.resume = True
         if resume != "auto":
-            if not osp.isfile(resume):
-                raise FileNotFoundError(f"--resume: checkpoint {resume!r} does not exist")
+            problem = checkpoint_problem(resume)
+            if problem:
+                error = FileNotFoundError if not osp.exists(resume) else ValueError
+                raise error(f"--resume {resume}: {problem}. Pass a complete checkpoint, or --resume without a path "
+                            "to take the newest complete one of the work dir")
             cfg.load_from = resume
         else:  # last_checkpoint if complete, else the newest complete checkpoint; None: nothing saved yet
             cfg.load_from = find_resume_checkpoint(cfg.work_dir)
@@ -75,9 +88,12 @@ def prepare_config(cfg: Config, amp: bool = False, resume: str | None = None) ->
         _adapt_to_cpu(cfg)
     if recipe is None:
         _check_batch_size(cfg)
-    elif int(os.environ.get("RANK", 0)) == 0:
-        print_log(recipe.summary(), logger="current")
     check_run_environment(cfg)  # what the run asks of this machine's device: fails or warns with the fix
+    check_model_builds(cfg)  # a refused value names its key, before the Runner writes its log
+    if cfg.get("work_dir"):
+        create_work_dir(cfg.work_dir)
+    if recipe is not None and int(os.environ.get("RANK", 0)) == 0:  # a run that starts: what its recipe resolved to
+        print_log(recipe.summary(), logger="current")
     return cfg
 
 

@@ -241,8 +241,17 @@ def _given_schedule(cfg: Config, set_keys: set[str], previous: Mapping) -> bool:
     """Whether ``param_scheduler`` is given explicitly (then the recipe's schedule keys must not be overridden)."""
     derived_before = (schedule(previous["epochs"], previous["warmup_epochs"], previous["min_lr"])
                       if previous.get("warmup_epochs") is not None else _MISSING)
-    if _explicit(cfg, "param_scheduler", set_keys, derived_before) is _MISSING:
+    given = _explicit(cfg, "param_scheduler", set_keys, derived_before)
+    if given is _MISSING:
         return False
+    if isinstance(given, Mapping) and given and all(str(k).isdigit() for k in given):
+        # `--cfg-options param_scheduler.1.type=X` on a schedule the recipe derives: mmengine's merge makes a dict
+        # {"1": {...}} of it (the list is not in the file), which no Runner can build
+        index = next(iter(given))
+        raise ValueError(f"param_scheduler.{index}: this config's param_scheduler is derived from its recipe (one "
+                         f"WarmupCosineLR, mim_zoo/engine/recipe.py), so it has no entry {index} to override; change "
+                         f"the schedule with recipe.epochs / recipe.warmup_epochs / recipe.min_lr, or state the whole "
+                         f"param_scheduler list in a config that inherits this one")
     clash = [f"recipe.{k}" for k in SCHEDULE_KEYS if f"recipe.{k}" in set_keys]
     if clash:
         raise ValueError(f"conflicting overrides: param_scheduler is given explicitly, so {' and '.join(clash)} "

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import os.path as osp
 import random
 import re
 import uuid
-import zipfile
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from mmengine.fileio import LocalBackend, register_backend
+from mmengine.logging import print_log
+
+from ..core.checkpoints.read import checkpoint_problem
 
 
 class RunAborted(RuntimeError):
@@ -124,49 +127,44 @@ _CKPT_NAME = re.compile(r"^(epoch|iter)_(\d+)\.pth$")
 
 
 def checkpoint_is_complete(path: str) -> bool:
-    """Whether ``path`` is a complete checkpoint file.
-
-    ``torch.save`` writes a zip archive whose central directory comes last, so a file cut short by a kill fails to
-    open; this check reads that directory only (cheap even for multi-GB checkpoints). Legacy non-zip files are
-    loaded in full.
-    """
-    if not osp.isfile(path):
-        return False
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                return any(name.endswith("data.pkl") for name in archive.namelist())
-        except (zipfile.BadZipFile, OSError):
-            return False
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any failure means "not usable"
-        return False
-    return True
+    """Whether ``path`` is a complete checkpoint file (:func:`~mim_zoo.core.checkpoints.read.checkpoint_problem`
+    finds nothing wrong)."""
+    return checkpoint_problem(path) is None
 
 
-def find_resume_checkpoint(work_dir: str) -> str | None:
+def find_resume_checkpoint(work_dir: str, warn: bool = True) -> str | None:
     """The checkpoint ``--resume`` continues from: the one ``last_checkpoint`` names if it is complete, else the
     newest complete ``epoch_N.pth`` / ``iter_N.pth`` of ``work_dir``; ``None`` when nothing was saved yet.
+
+    Args:
+        work_dir: the run's work dir.
+        warn: log one warning line when a newer file is passed over, naming it, why, and the file taken instead.
 
     Raises:
         FileNotFoundError: checkpoints exist but none is complete (the message lists each and why).
     """
     pointer = osp.join(work_dir, "last_checkpoint")
-    rejected = []
+    rejected, named = [], None
     if osp.isfile(pointer):
         with open(pointer) as f:
             named = f.read().strip()
-        if named and checkpoint_is_complete(named):
+        problem = checkpoint_problem(named) if named else None
+        if named and problem is None:
             return named
-        rejected.append(f"last_checkpoint names {named!r}, which is missing or incomplete")
+        rejected.append(f"{named} (named by last_checkpoint): {problem}" if named
+                        else "last_checkpoint: it is empty (a write cut short)")
     names = os.listdir(work_dir) if osp.isdir(work_dir) else []
     candidates = [(m.group(1) == "epoch", int(m.group(2)), n) for n in names if (m := _CKPT_NAME.match(n))]
     for _, _, name in sorted(candidates, reverse=True):
         path = osp.join(work_dir, name)
-        if checkpoint_is_complete(path):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            if rejected and warn:
+                print_log(f"--resume: skipping {'; '.join(rejected)}; resuming from {path}", logger="current",
+                          level=logging.WARNING)
             return path
-        rejected.append(f"{path} is incomplete")
+        if not (named and osp.abspath(named) == osp.abspath(path)):
+            rejected.append(f"{path}: {problem}")
     if not rejected:
         return None  # nothing saved yet: a fresh start (so one command line serves first launch and requeue)
     raise FileNotFoundError(f"--resume: no complete checkpoint to resume from in {work_dir!r} "

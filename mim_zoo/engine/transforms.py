@@ -35,12 +35,16 @@ class UnreadableImages:
         step: the pipeline step's name, for the message (``"CheckedLoadImage"``).
         on_corrupt: ``"raise"`` (default) or ``"skip"``.
         max_skipped: most files skipped before the run aborts; ``None`` = no limit.
+        config_key: where the step sits in the config (``"train_dataloader.dataset.pipeline.0"``), so that the error
+            names the override that switches it to skipping; set by ``apply_pipeline_impl`` (``prepare_config``).
     """
 
-    def __init__(self, step: str, on_corrupt: str = "raise", max_skipped: int | None = 100) -> None:
+    def __init__(self, step: str, on_corrupt: str = "raise", max_skipped: int | None = 100,
+                 config_key: str | None = None) -> None:
         if on_corrupt not in ("raise", "skip"):
             raise ValueError(f"{step} on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}")
         self.step, self.on_corrupt, self.max_skipped = step, on_corrupt, max_skipped
+        self.config_key = config_key
         self._skipped: Any = multiprocessing.Value("q", 0)
 
     @property
@@ -57,9 +61,10 @@ class UnreadableImages:
         """Raise :class:`CorruptImageError` naming ``path``, or (``"skip"``) count it, log it and return ``None``."""
         reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         if self.on_corrupt == "raise":
-            raise CorruptImageError(
-                f"cannot read training image {path!r} ({reason}). Replace or delete the file, or skip unreadable "
-                f"images with on_corrupt='skip' in the {self.step} step of train_pipeline") from err
+            skip = (f"--cfg-options {self.config_key}.on_corrupt=skip" if self.config_key
+                    else f"on_corrupt='skip' in the {self.step} step of the training pipeline")
+            raise CorruptImageError(f"cannot read training image {path!r} ({reason}). Replace or delete the file, or "
+                                    f"skip unreadable images: {skip}") from err
         with self._skipped.get_lock():
             self._skipped.value += 1
             count = self._skipped.value
@@ -78,11 +83,13 @@ class CheckedLoadImage(LoadImageFromFile):
     Args:
         on_corrupt: ``"raise"`` (default) or ``"skip"``.
         max_skipped: most files skipped before the run aborts; ``None`` = no limit.
+        config_key: the step's key in the config, named in the error (:class:`UnreadableImages`).
         **kwargs: ``LoadImageFromFile`` arguments.
     """
 
-    def __init__(self, on_corrupt: str = "raise", max_skipped: int | None = 100, **kwargs: Any) -> None:
-        self.unreadable = UnreadableImages(type(self).__name__, on_corrupt, max_skipped)
+    def __init__(self, on_corrupt: str = "raise", max_skipped: int | None = 100, config_key: str | None = None,
+                 **kwargs: Any) -> None:
+        self.unreadable = UnreadableImages(type(self).__name__, on_corrupt, max_skipped, config_key)
         super().__init__(**kwargs)
 
     @property

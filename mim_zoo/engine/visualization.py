@@ -3,10 +3,13 @@
 * :func:`reconstruction_panels` turns ``model.reconstruct(images, mask)`` into named image columns: original,
   masked, reconstruction, reconstruction with the visible patches pasted back, and *any other* image-shaped output
   (``[B, 3, H, W]``, e.g. MixMAE's mixed input and its two reconstructions), so a new algorithm is drawn without
-  code here. :func:`render_grid` lays the columns out and writes a PNG.
-* :func:`mask_samples` / :func:`render_masks` draw every registered mask generator (``tools/visualize_masks.py``).
+  code here. :func:`reconstruction_figure` lays the columns out, one row per image labelled with its file name, and
+  explains the columns in a caption (the algorithm's ``reconstruction_notes``: e.g. that visible patches carry no
+  loss, hence the speckle of the raw reconstruction); :func:`render_grid` writes it as a PNG.
+* :func:`mask_samples` / :func:`mask_figure` draw every registered mask generator (``tools/visualize_masks.py``),
+  with a legend (which shade is masked) and a note on generators that draw one mask per batch.
 * :func:`plot_loss_curve` plots the loss terms of mmengine's ``scalars.json`` logs (all runs of a work dir, so a
-  resumed run is one curve).
+  resumed run is one curve); a single-term loss is drawn once, not as two identical curves.
 * :class:`ReconstructionVisHook` and :class:`LossCurveHook` write ``WORK_DIR/vis/reconstruction_epoch_N.png`` and
   ``WORK_DIR/vis/loss_curve.png`` during training (and send the reconstructions to TensorBoard).
 """
@@ -18,6 +21,7 @@ import json
 import math
 import os
 import os.path as osp
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,10 +29,11 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from torch import Tensor
 
 from ..core.contracts import ContractError, MaskGeneratorProtocol, check_plugin
-from ..core.registry import MASK_GENERATORS
+from ..core.registry import MASK_GENERATORS, registered_names
 
 MASK_GRAY = 0.5  # masked patches are drawn mid-gray in the "masked" column
 
@@ -83,15 +88,15 @@ def reconstruction_panels(images: Tensor, outputs: Mapping[str, Tensor], mean: S
 
 
 def _new_figure(width: float, height: float) -> Figure:
-    """A figure drawn by the Agg canvas: no pyplot, no global backend switch, safe in notebooks and threads."""
-    fig = Figure(figsize=(width, height))
+    """A figure drawn by the Agg canvas: no pyplot, no global backend switch, safe in notebooks and threads. Its
+    constrained layout keeps the title, the column headers, the row labels and the caption apart."""
+    fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
 def _finish(fig: Figure, out_file: str | None) -> np.ndarray:
-    """Lay out, write ``out_file`` (PNG) if given, and return the RGB pixels ``[H, W, 3]``."""
-    fig.tight_layout()
+    """Write ``out_file`` (PNG) if given, and return the RGB pixels ``[H, W, 3]``."""
     fig.canvas.draw()
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     if out_file:
@@ -100,20 +105,57 @@ def _finish(fig: Figure, out_file: str | None) -> np.ndarray:
     return rgb
 
 
-def render_grid(panels: Sequence[tuple[str, np.ndarray]], out_file: str | None = None, title: str | None = None,
-                cell_inches: float = 1.6) -> np.ndarray:
-    """Lay out ``panels`` (columns) x samples (rows); write a PNG if ``out_file``; return the RGB ``[H, W, 3]``."""
+def _wrapped(lines: Sequence[str], width_inches: float, fontsize: float) -> str:
+    """``lines`` wrapped to the figure's width (about 0.55 x fontsize points per character)."""
+    chars = max(40, int(width_inches * 72 / (0.55 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars, subsequent_indent="    ") for line in lines)
+
+
+def _blank(ax: Any) -> None:
+    """No ticks and no frame, but keep the y label (``axis("off")`` would hide it)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def reconstruction_figure(panels: Sequence[tuple[str, np.ndarray]], title: str | None = None,
+                          row_labels: Sequence[str] | None = None, notes: Mapping[str, str] | None = None,
+                          cell_inches: float = 1.6) -> Figure:
+    """Columns ``panels`` (name, ``[N, H, W, 3]``) x one row per image.
+
+    Args:
+        panels: from :func:`reconstruction_panels`.
+        title: the figure's title (algorithm, checkpoint or epoch).
+        row_labels: one label per row (the image's file name).
+        notes: ``{column name: what it shows}`` (the algorithm's ``reconstruction_notes``); those of the columns
+            drawn form the caption, in column order.
+    """
     rows, cols = panels[0][1].shape[0], len(panels)
-    fig = _new_figure(cell_inches * cols, cell_inches * rows + 0.4)
+    caption_lines = [f"{name}: {notes[name]}" for name, _ in panels if notes and name in notes]
+    caption = _wrapped(caption_lines, cell_inches * cols, 7) if caption_lines else ""
+    height = cell_inches * rows + 0.5 + 0.13 * caption.count("\n") + (0.2 if caption else 0)
+    fig = _new_figure(cell_inches * cols, height)
     axes = fig.subplots(rows, cols, squeeze=False)
     for c, (name, pictures) in enumerate(panels):
         axes[0, c].set_title(name, fontsize=8)
         for r in range(rows):
             axes[r, c].imshow(pictures[r], interpolation="nearest")
-            axes[r, c].axis("off")
+            _blank(axes[r, c])
+    for r, label in enumerate(row_labels or []):
+        axes[r, 0].set_ylabel(label, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _finish(fig, out_file)
+    if caption:
+        fig.supxlabel(caption, fontsize=7, ha="left", x=0.01, multialignment="left")
+    return fig
+
+
+def render_grid(panels: Sequence[tuple[str, np.ndarray]], out_file: str | None = None, title: str | None = None,
+                row_labels: Sequence[str] | None = None, notes: Mapping[str, str] | None = None,
+                cell_inches: float = 1.6) -> np.ndarray:
+    """:func:`reconstruction_figure`, written as a PNG if ``out_file``; returns the RGB ``[H, W, 3]``."""
+    return _finish(reconstruction_figure(panels, title, row_labels, notes, cell_inches), out_file)
 
 
 # --- masks ------------------------------------------------------------------------------------------------------
@@ -133,7 +175,8 @@ def mask_samples(grid_size: tuple[int, int] = (14, 14), num_samples: int = 4, se
     cannot draw on ``grid_size`` maps to its error message instead."""
     if generators is None:
         generators = {}
-        for name, cls in sorted(MASK_GENERATORS.module_dict.items()):
+        for name in registered_names(MASK_GENERATORS):  # imports the generators' modules first
+            cls = MASK_GENERATORS.get(name)
             try:
                 generators[name] = cls()
             except (TypeError, ValueError) as err:  # needs arguments, or its defaults do not fit
@@ -159,12 +202,40 @@ def mask_samples(grid_size: tuple[int, int] = (14, 14), num_samples: int = 4, se
     return samples
 
 
-def render_masks(samples: Mapping[str, Tensor | str], out_file: str | None = None,
-                 cell_inches: float = 1.4) -> np.ndarray:
-    """One row per generator, one column per sample (masked = dark); rows that failed show their message."""
+def summary(obj: Any) -> str:
+    """The first paragraph of the docstring of ``obj``'s class (or of ``obj`` if it is a class), on one line."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    first = (cls.__doc__ or "").strip().split("\n\n")[0]
+    return " ".join(first.replace("``", "").split())
+
+
+def generator_notes(generators: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """``{name: summary}`` of ``generators`` (default: every registered mask generator), for :func:`mask_figure`."""
+    if generators is None:
+        generators = {name: MASK_GENERATORS.get(name) for name in registered_names(MASK_GENERATORS)}
+    return {name: summary(gen) for name, gen in generators.items() if not isinstance(gen, str)}
+
+
+def shares_one_mask(masks: Tensor) -> bool:
+    """Whether every sample of ``[N, ...]`` masks drawn in one call is the same mask (one mask per batch)."""
+    return masks.shape[0] > 1 and bool((masks == masks[:1]).all())
+
+
+def mask_figure(samples: Mapping[str, Tensor | str], notes: Mapping[str, str] | None = None,
+                cell_inches: float = 1.4) -> Figure:
+    """One row per generator, one column per sample; a legend names the shades (masked = dark), a generator that
+    gives every sample of a call the same mask says so, rows that failed show their message.
+
+    Args:
+        samples: from :func:`mask_samples`.
+        notes: ``{generator name: what it does}`` (:func:`generator_notes`), the caption.
+    """
     rows = len(samples)
     cols = max((s.shape[0] for s in samples.values() if torch.is_tensor(s)), default=1)
-    fig = _new_figure(cell_inches * cols + 1.2, cell_inches * rows)
+    width = cell_inches * cols + 1.6
+    names = [label.split("\n")[0] for label in samples]
+    caption = _wrapped([f"{n}: {notes[n]}" for n in names if notes and n in notes], width, 7)
+    fig = _new_figure(width, cell_inches * rows + 0.6 + (0.13 * caption.count("\n") + 0.2 if caption else 0))
     axes = fig.subplots(rows, cols, squeeze=False)
     for r, (name, masks) in enumerate(samples.items()):
         for c in range(cols):
@@ -177,8 +248,21 @@ def render_masks(samples: Mapping[str, Tensor | str], out_file: str | None = Non
                 ax.set_title(f"{ratio:.0%} masked", fontsize=7)
             elif c == 0:
                 ax.text(0.02, 0.5, masks[:160], fontsize=6, wrap=True, va="center")
-        axes[r, 0].set_ylabel(name, fontsize=8)
-    return _finish(fig, out_file)
+        shared = torch.is_tensor(masks) and shares_one_mask(masks)
+        label = f"{name}\n(one mask per batch,\nshared by every sample)" if shared else name
+        axes[r, 0].set_ylabel(label, fontsize=8)
+    handles = [Patch(facecolor="black", edgecolor="gray", label="masked (hidden from the encoder)"),
+               Patch(facecolor="white", edgecolor="gray", label="visible")]
+    fig.legend(handles=handles, loc="outside upper center", ncols=2, fontsize=8, frameon=False)
+    if caption:
+        fig.supxlabel(caption, fontsize=7, ha="left", x=0.01, multialignment="left")
+    return fig
+
+
+def render_masks(samples: Mapping[str, Tensor | str], out_file: str | None = None,
+                 notes: Mapping[str, str] | None = None, cell_inches: float = 1.4) -> np.ndarray:
+    """:func:`mask_figure`, written as a PNG if ``out_file``; returns the RGB ``[H, W, 3]``."""
+    return _finish(mask_figure(samples, notes, cell_inches), out_file)
 
 
 # --- loss curves -------------------------------------------------------------------------------------------------
@@ -196,28 +280,50 @@ def read_scalars(work_dir: str) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def plot_loss_curve(work_dir: str, out_file: str, keys: Sequence[str] | None = None) -> str | None:
-    """Plot every logged key containing "loss" (or ``keys``) against the iteration; ``None`` if nothing is logged."""
-    records = [r for r in read_scalars(work_dir) if any("loss" in k for k in r)]
-    if not records:
-        return None
-    keys = keys or sorted({k for r in records for k in r if "loss" in k})
-    fig = _new_figure(6, 3.5)
+def loss_figure(records: Sequence[Mapping[str, Any]], title: str, keys: Sequence[str] | None = None) -> Figure:
+    """Every key containing "loss" (or ``keys``) of ``records`` against the iteration.
+
+    mmengine logs the total ``loss`` and each term ``loss_<term>``; with a single term the two are the same numbers,
+    so only the term is drawn (labelled as the total); with several, the total is the thick black line.
+    """
+    keys = list(keys or sorted({k for r in records for k in r if "loss" in k}))
+    terms = [k for k in keys if k != "loss"]
+    labels = {k: k for k in keys}
+    if "loss" in keys and len(terms) == 1:
+        keys.remove("loss")
+        labels[terms[0]] = f"{terms[0]} (= loss: the only term)"
+    elif "loss" in keys and terms:
+        labels["loss"] = "loss (the sum of the terms)"
+    fig = _new_figure(6, 3.6)
     ax = fig.subplots()
     for key in keys:
         points = [(r["step"], r[key]) for r in records if key in r]
-        ax.plot(*zip(*points), label=key, marker="." if len(points) < 50 else None)
+        style = dict(color="black", linewidth=2.2, zorder=3) if key == "loss" else dict(linewidth=1.2)
+        ax.plot(*zip(*points, strict=True), label=labels[key], marker="." if len(points) < 50 else None, **style)
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _finish(fig, out_file)
+    return fig
+
+
+def plot_loss_curve(work_dir: str, out_file: str, keys: Sequence[str] | None = None,
+                    title: str | None = None) -> str | None:
+    """Plot the logged losses of ``work_dir`` (:func:`loss_figure`) to ``out_file``; ``None`` if nothing is logged.
+
+    Args:
+        title: default ``"training loss: <work dir name>"``.
+    """
+    records = [r for r in read_scalars(work_dir) if any("loss" in k for k in r)]
+    if not records:
+        return None
+    title = title or f"training loss: {osp.basename(osp.abspath(work_dir))}"
+    _finish(loss_figure(records, title, keys), out_file)
     return out_file
 
 
-# --- hooks ------------------------------------------------------------------------------------------------------
-
-
+# --- a model's reconstructions ----------------------------------------------------------------------------------
 def visualize_batch(model: Any, images: Tensor, seed: int = 0, mask: Tensor | None = None) -> list:
     """Reconstruction panels of ``model`` (a ``BaseMIM``) for normalised ``images``, with a seeded mask."""
     if mask is None:

@@ -217,7 +217,7 @@ def test_explicit_mask_contract_and_bad_input() -> None:
         model(images, mode="loss", mask=rows)
     with pytest.raises(ValueError, match=r"\[B, L\]"):
         model(images, mode="loss", mask=torch.zeros(4, 49, dtype=torch.bool))
-    with pytest.raises(ValueError, match="must be even"):
+    with pytest.raises(ValueError, match="must hold an even number of images; got 3"):
         model(torch.randn(3, 3, 32, 32), mode="loss")
     with pytest.raises(ValueError, match="32x32 images"):
         model(torch.randn(4, 3, 64, 64), mode="loss")

@@ -8,8 +8,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils import flop_counter
 
-from benchmarks.measure import (Subject, batch_flops, flop_counter_mode, matmul_peak, persistent_bytes,
-                                step_flops, step_peak_memory, timed_step)
+from benchmarks.measure import (
+    Subject,
+    batch_flops,
+    flop_counter_mode,
+    matmul_peak,
+    persistent_bytes,
+    step_flops,
+    step_peak_memory,
+    timed_step,
+)
 
 
 def linear_subject(batch: int = 4, fin: int = 8, fout: int = 16) -> tuple[Subject, torch.Tensor]:

@@ -16,8 +16,14 @@ from timm.models.vision_transformer import Block
 
 from benchmarks.common import CATALOGUE, build_algorithm, build_optimizer, load_config, total_loss
 from benchmarks.measure import Subject, step_flops, timed_step
-from benchmarks.peers import (VIT_B16, MAEGeometry, _numpy_float_alias, _timm_block_without_qk_scale,
-                              mmpretrain_mae, official_mae)
+from benchmarks.peers import (
+    VIT_B16,
+    MAEGeometry,
+    _numpy_float_alias,
+    _timm_block_without_qk_scale,
+    mmpretrain_mae,
+    official_mae,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +60,7 @@ def test_mmpretrain_mae_matches_mim_zoo_flops_and_trains(tiny_mae):
     before = [p.detach().clone() for p in peer.model.parameters() if p.requires_grad]
     timed_step(peer, images, "fp32")
     after = [p for p in peer.model.parameters() if p.requires_grad]
-    assert all(not torch.equal(a, b) for a, b in zip(before, after) if a.dim() > 1)
+    assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True) if a.dim() > 1)
     assert peer.info["peer"] and peer.group == "MAE"
 
 

@@ -12,9 +12,21 @@ import pytest
 from mmengine.config import Config
 
 import mim_zoo  # noqa: F401
-from mim_zoo.core.checkpoints.read import PretrainedEncoder, load_pretrained_encoder, model_components, parse_config_text
-from mim_zoo.engine.benchmark import (TASKS, markdown_table, method_label, recipe_config, results_row, task_columns,
-                                      update_results)
+from mim_zoo.core.checkpoints.read import (
+    PretrainedEncoder,
+    load_pretrained_encoder,
+    model_components,
+    parse_config_text,
+)
+from mim_zoo.engine.benchmark import (
+    TASKS,
+    markdown_table,
+    method_label,
+    recipe_config,
+    results_row,
+    task_columns,
+    update_results,
+)
 from mim_zoo.registry import MODELS
 
 from ..conftest import CATALOGUE

@@ -627,6 +627,36 @@ def test_unreadable_files_fail_or_are_skipped_like_checked_load_image(photos, tm
         [limited[i] for i in range(len(limited))]
 
 
+@pytest.mark.parametrize("impl", ["fast", "mmpretrain"])  # DecodeRandomResizedCrop, CheckedLoadImage
+def test_the_unreadable_file_error_names_the_override_that_skips_it(photos, tmp_path, impl):
+    """The key in the message is the one ``--cfg-options`` must edit (``pipelines.<impl>.pipeline``: a direct edit of
+    the dataset's pipeline is refused), and setting it makes the same dataset skip the file."""
+    root = tmp_path / "root"
+    (root / "train" / "a").mkdir(parents=True)
+    for index, path in enumerate(photos[:3]):
+        (root / "train" / "a" / f"{index}.JPEG").write_bytes(Path(path).read_bytes())
+    (root / "train" / "a" / "zz_garbage.JPEG").write_bytes(np.random.default_rng(1).bytes(3000))
+
+    def dataset(*overrides: str) -> ImageNet:
+        cfg = Config.fromfile(str(REPO / "configs" / "mae" / "vitb_800e.py"))
+        cfg.merge_from_dict(dict(option.split("=") for option in (f"pipeline_impl={impl}", *overrides)))
+        apply_pipeline_impl(cfg)
+        apply_pipeline_impl(cfg)  # a prepared config (the work dir's copy) is accepted again
+        return ImageNet(data_root=str(root), split="train", metainfo=dict(classes=["a"]),
+                        pipeline=cfg.train_dataloader.dataset.pipeline)
+
+    strict = dataset()
+    bad = next(i for i in range(len(strict)) if "zz_garbage" in strict.get_data_info(i)["img_path"])
+    override = f"pipelines.{impl}.pipeline.0.on_corrupt=skip"
+    with pytest.raises(CorruptImageError, match=r"cannot read training image .*zz_garbage\.JPEG") as error:
+        strict[bad]
+    assert str(error.value).endswith(f"skip unreadable images: --cfg-options {override}")
+    lenient = dataset(override)
+    assert "zz_garbage" not in lenient[bad]["data_samples"].img_path
+    # mmengine's dataset redraws a random index after a skipped file, which may be the bad file again
+    assert lenient.pipeline.transforms[0].num_skipped >= 1
+
+
 # --- the config switch --------------------------------------------------------------------------------------------
 def test_fast_is_the_default_and_overrides_switch_pipeline_collate_and_preprocessor():
     cfg = Config.fromfile(str(REPO / "configs" / "bootmae" / "vitb_800e.py"))  # BootMAE: its own mean and std

@@ -9,8 +9,20 @@ import pytest
 import torch
 
 from mim_zoo.core.encoders import MixMIMEncoder, ViTEncoder
-from mim_zoo.engine.probes import (CLS, MEAN, Layer, chunks, depth_features, extract_features, knn_accuracy,
-                                   knn_classify, linear_probe, normalised_std, rankme, standardize)
+from mim_zoo.engine.probes import (
+    CLS,
+    MEAN,
+    Layer,
+    chunks,
+    depth_features,
+    extract_features,
+    knn_accuracy,
+    knn_classify,
+    linear_probe,
+    normalised_std,
+    rankme,
+    standardize,
+)
 
 
 def blobs(n_per_class: int, num_classes: int, dim: int, spread: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

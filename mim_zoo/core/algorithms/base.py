@@ -29,10 +29,11 @@ from typing import Any, ClassVar
 
 import torch
 from mmengine.model import BaseModel
+from mmengine.registry import Registry
 from torch import Tensor, nn
 
 from ..contracts import EncoderProtocol, MaskGeneratorProtocol, TargetProtocol, check_plugin
-from ..registry import MASK_GENERATORS, MODELS, TARGET_GENERATORS, build
+from ..registry import MASK_GENERATORS, MODELS, TARGET_GENERATORS, build, config_entry
 
 
 class BaseMIM(BaseModel, metaclass=ABCMeta):
@@ -56,6 +57,16 @@ class BaseMIM(BaseModel, metaclass=ABCMeta):
     #: ``{"masking": {"type": "RandomMasking", "ratio": 0.75}, ...}``.
     default_parts: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
 
+    #: What each column of a reconstruction figure shows (``{column: note}``, columns named as
+    #: ``mim_zoo.engine.visualization.reconstruction_panels`` names them: ``reconstruct``'s keys, ``_`` as space),
+    #: the figure's caption. A subclass whose loss or outputs differ states its own.
+    reconstruction_notes: ClassVar[Mapping[str, str]] = MappingProxyType({
+        "masked": "grey = the patches hidden from the encoder",
+        "reconstruction": "the decoder's prediction of every patch; the loss scores the masked patches only, so the "
+                          "visible ones are never trained (hence their speckle)",
+        "reconstruction + visible": "the prediction with the visible patches pasted back from the original",
+    })
+
     @classmethod
     def part_config(cls, slot: str, given: Any = None) -> Any:
         """What to build for the part ``slot``: ``given`` if it is built or names a ``type``; otherwise the default
@@ -73,19 +84,27 @@ class BaseMIM(BaseModel, metaclass=ABCMeta):
                  init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         name = type(self).__name__
-        self.encoder = build(MODELS, encoder)
-        check_plugin(self.encoder, self.encoder_protocol, f"{name}'s encoder")
-        self.masking = build(MASK_GENERATORS, masking)
-        check_plugin(self.masking, MaskGeneratorProtocol, f"{name}'s masking")
-        unsupplied = [key for key in self.masking.context_keys if key not in self.mask_context_keys]
-        if unsupplied:
-            raise ValueError(
-                f"{type(self.masking).__name__} draws its mask from {unsupplied}, which {name} does not compute "
-                f"(its mask context: {list(self.mask_context_keys) or 'none'}); use a data-independent mask "
-                "generator, or an algorithm that supplies it (e.g. MRMAE with focus_teacher for 'attention')"
-            )
-        self.masking.num_masked(self.encoder.grid_size)  # fail now on a ratio the grid cannot honour
+        with config_entry("encoder"):
+            self.encoder = build(MODELS, encoder)
+            check_plugin(self.encoder, self.encoder_protocol, f"{name}'s encoder")
+        with config_entry("masking"):
+            self.masking = build(MASK_GENERATORS, masking)
+            check_plugin(self.masking, MaskGeneratorProtocol, f"{name}'s masking")
+            unsupplied = [key for key in self.masking.context_keys if key not in self.mask_context_keys]
+            if unsupplied:
+                raise ValueError(
+                    f"{type(self.masking).__name__} draws its mask from {unsupplied}, which {name} does not compute "
+                    f"(its mask context: {list(self.mask_context_keys) or 'none'}); use a data-independent mask "
+                    "generator, or an algorithm that supplies it (e.g. MRMAE with focus_teacher for 'attention')"
+                )
+            self.masking.num_masked(self.encoder.grid_size)  # fail now on a ratio the grid cannot honour
         self.loss_weights: dict[str, float] = {}
+
+    def build_part(self, slot: str, registry: Registry, given: Any = None, **default_args: Any) -> Any:
+        """Build the part ``slot`` from :meth:`part_config` (``default_args`` fill in what the algorithm knows, e.g.
+        the encoder's width); an error names the config entry (``decoder.embed_dim: ...``)."""
+        with config_entry(slot):
+            return build(registry, self.part_config(slot, given), **default_args)
 
     def build_target(self, target: nn.Module | dict, protocol: type = TargetProtocol,
                      slot: str = "target") -> nn.Module:
@@ -96,11 +115,12 @@ class BaseMIM(BaseModel, metaclass=ABCMeta):
             protocol: what the slot needs (e.g. ``PixelTargetProtocol`` for a loss on pixels).
             slot: the argument it came from, named in the error.
         """
-        target = build(TARGET_GENERATORS, target)
-        role = f"{type(self).__name__}'s {slot}"
-        check_plugin(target, protocol, role, ignore=("dim",))  # bind sets dim
-        target.bind(self.encoder)
-        check_plugin(target, protocol, role)
+        with config_entry(slot):
+            target = build(TARGET_GENERATORS, target)
+            role = f"{type(self).__name__}'s {slot}"
+            check_plugin(target, protocol, role, ignore=("dim",))  # bind sets dim
+            target.bind(self.encoder)
+            check_plugin(target, protocol, role)
         return target
 
     # --- mmengine entry point ----------------------------------------------------------------------------------
@@ -177,8 +197,9 @@ class BaseMIM(BaseModel, metaclass=ABCMeta):
                             **given)
 
     def check_batch_size(self, batch_size: int) -> None:
-        """Raise ``ValueError`` if the algorithm cannot train on a per-process batch of ``batch_size`` (checked by
-        ``PreflightHook`` before the first iteration, for every batch size the loader yields)."""
+        """Raise ``ValueError`` if the algorithm cannot train on a per-process batch of ``batch_size`` (checked for
+        ``train_dataloader.batch_size`` by ``tools/train.py``'s config checks before anything is written, and by
+        ``PreflightHook`` before the first iteration for every batch size the loader yields)."""
         if batch_size < 1:
             raise ValueError(f"a batch must hold at least one image, got {batch_size}")
 

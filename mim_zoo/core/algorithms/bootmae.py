@@ -49,12 +49,11 @@ from types import MappingProxyType
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import Mlp
 from torch import Tensor, nn
 
 from ..contracts import DecoderProtocol, PixelTargetProtocol, PlainEncoderProtocol, check_plugin
 from ..losses import weighted_mse
-from ..registry import ENCODER_INITS, MODELS, build
+from ..registry import ENCODER_INITS, MODELS
 from ..tokens import gather_tokens, mask_to_indices, patchify, sincos_pos_embed_2d
 from .base import BaseMIM
 
@@ -139,6 +138,8 @@ class TargetAwareBlock(nn.Module):
     official ``norm3``/``norm4``/``c_attn`` are ``norm_cross``/``norm_context``/``cross_attn`` here)."""
 
     def __init__(self, dim: int, context_dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+        from timm.layers import Mlp  # timm loads with the first model built, not with the registry
+
         super().__init__()
         self.norm1 = LayerNorm6(dim)
         self.attn = SelfAttention(dim, num_heads)
@@ -328,8 +329,8 @@ class BootMAE(BaseMIM):
         self.center_weighting = center_weighting
 
     def _build_decoder(self, slot: str, cfg: nn.Module | dict | None, out_dim: int) -> nn.Module:
-        decoder = build(MODELS, self.part_config(slot, cfg), in_dim=self.encoder.embed_dim,
-                        grid_size=self.encoder.grid_size, out_dim=out_dim)
+        decoder = self.build_part(slot, MODELS, cfg, in_dim=self.encoder.embed_dim, grid_size=self.encoder.grid_size,
+                                  out_dim=out_dim)
         check_plugin(decoder, DecoderProtocol, f"{type(self).__name__}'s {slot}")
         return decoder
 

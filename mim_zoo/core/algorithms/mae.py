@@ -24,12 +24,11 @@ from functools import partial
 from types import MappingProxyType
 
 import torch
-from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from ..contracts import DecoderProtocol, PixelTargetProtocol, PlainEncoderProtocol, check_plugin
 from ..losses import masked_mse
-from ..registry import ENCODER_INITS, MODELS, build
+from ..registry import ENCODER_INITS, MODELS
 from ..tokens import gather_tokens, mask_to_indices, sincos_pos_embed_2d
 from .base import BaseMIM
 
@@ -73,6 +72,8 @@ class MAEDecoder(nn.Module):
 
     def __init__(self, in_dim: int, grid_size: tuple[int, int], out_dim: int, embed_dim: int = 512, depth: int = 8,
                  num_heads: int = 16, mlp_ratio: float = 4.0) -> None:
+        from timm.models.vision_transformer import Block  # timm loads with the first model built, not with the registry
+
         super().__init__()
         self.embed = nn.Linear(in_dim, embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -131,8 +132,8 @@ class MAE(BaseMIM):
                  data_preprocessor: dict | None = None, init_cfg: dict | None = None) -> None:
         super().__init__(encoder, self.part_config("masking", masking), data_preprocessor, init_cfg)
         self.target = self.build_target(self.part_config("target", target))
-        self.decoder = build(MODELS, self.part_config("decoder", decoder), in_dim=self.encoder.embed_dim,
-                             grid_size=self.encoder.grid_size, out_dim=self.target.dim)
+        self.decoder = self.build_part("decoder", MODELS, decoder, in_dim=self.encoder.embed_dim,
+                                       grid_size=self.encoder.grid_size, out_dim=self.target.dim)
         check_plugin(self.decoder, DecoderProtocol, f"{type(self).__name__}'s decoder")
 
     def predict_tokens(self, images: Tensor, mask: Tensor) -> Tensor:

@@ -31,15 +31,13 @@ from functools import partial
 from types import MappingProxyType
 
 import torch
-from mmpretrain.models.utils import WindowMSA
-from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 from torch.nn.init import trunc_normal_
 
 from ..contracts import HierarchicalEncoderProtocol, PixelTargetProtocol
 from ..encoders.mixmim import upsample_mask
 from ..losses import per_token_mse
-from ..registry import ENCODER_INITS, MODELS, build
+from ..registry import ENCODER_INITS, MODELS
 from ..tokens import sincos_pos_embed_2d
 from .base import BaseMIM
 from .mae import init_mae_weights
@@ -51,6 +49,8 @@ def init_mixmim_encoder(mixmim: nn.Module) -> None:
     :func:`init_mae_weights` on every module (the official ``_init_weights`` is the same), the relative-position bias
     tables of every window attention trunc-normal(0.02); the patch-embedding conv keeps PyTorch's default init.
     (The fixed sin-cos positions are the encoder's.)"""
+    from mmpretrain.models.utils import WindowMSA  # at build time: importing mmpretrain's models imports mmdet
+
     mixmim.apply(init_mae_weights)
     for module in mixmim.modules():
         if isinstance(module, WindowMSA):
@@ -119,6 +119,8 @@ class MixMAEDecoder(nn.Module):
 
     def __init__(self, in_dim: int, grid_size: tuple[int, int], out_dim: int, embed_dim: int = 512, depth: int = 8,
                  num_heads: int = 16, mlp_ratio: float = 4.0, norm_eps: float = 1e-5, pos_layout: str = "mae") -> None:
+        from timm.models.vision_transformer import Block  # timm loads with the first model built, not with the registry
+
         super().__init__()
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
         self.embed = nn.Linear(in_dim, embed_dim)
@@ -176,16 +178,28 @@ class MixMAE(BaseMIM):
         if isinstance(self.target, PixelTargetProtocol) and self.target.patch_size != self.encoder.patch_size:
             raise ValueError(f"the target's patch size {self.target.patch_size} must equal the encoder's output "
                              f"stride {self.encoder.patch_size} (one target patch per output token); leave it unset")
-        self.decoder = build(MODELS, self.part_config("decoder", decoder), in_dim=self.encoder.embed_dim,
-                             grid_size=self.encoder.grid_size, out_dim=self.target.dim)
+        self.decoder = self.build_part("decoder", MODELS, decoder, in_dim=self.encoder.embed_dim,
+                                       grid_size=self.encoder.grid_size, out_dim=self.target.dim)
+
+    reconstruction_notes = MappingProxyType({
+        "masked": "grey = where image i takes its partner's patch (image B-1-i, the rows mirrored) in mixed input "
+                  "i; one mask per batch, shared by every row (MixMIM's design: each pair swaps the same patches)",
+        "reconstruction": "image i, each patch predicted by the stream in which it was hidden: what the loss scores "
+                          "(every patch)",
+        "reconstruction + visible": "the same, with the patches image i shows in its own mixed input pasted back",
+        "mixed": "the encoder's input i: image i with the grey patches taken from its partner",
+        "reconstruction primary": "image i predicted from mixed input i; scored only where hidden (grey), so the "
+                                  "rest is never trained",
+        "reconstruction partner": "the partner (image B-1-i) predicted from mixed input i; scored only where mixed "
+                                  "input i shows image i",
+    })
 
     def check_batch_size(self, batch_size: int) -> None:
-        """Each image is mixed with its batch mirror, so the per-process batch must be even."""
+        """Each image is mixed with its batch mirror, so a batch (per process) must hold an even number of images."""
         if batch_size % 2:
             raise ValueError(
-                f"MixMAE mixes each image with its batch mirror (x.flip(0)), so the per-process batch must be even; "
-                f"got {batch_size} (the middle image would be mixed with itself). Set train_dataloader.batch_size to "
-                "an even number and keep drop_last=True"
+                f"MixMAE mixes each image with its batch mirror (x.flip(0)), so a batch must hold an even number of "
+                f"images; got {batch_size} (the middle image would be mixed with itself)"
             )
 
     def shared_mask(self, images: Tensor, mask: Tensor) -> Tensor:

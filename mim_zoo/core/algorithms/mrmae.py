@@ -171,7 +171,8 @@ class MRMAE(MAE):
             raise ValueError(f"mimic_loss must be one of {MIMIC_LOSSES}, got {mimic_loss!r}")
         if teacher_dtype not in TEACHER_DTYPES:
             raise ValueError(f"teacher_dtype must be one of {TEACHER_DTYPES}, got {teacher_dtype!r}")
-        self.teachers = nn.ModuleDict({name: self.build_target(cfg) for name, cfg in teachers.items()})
+        self.teachers = nn.ModuleDict({name: self.build_target(cfg, slot=f"teachers.{name}")
+                                       for name, cfg in teachers.items()})
         self.mimic_heads = nn.ModuleDict({
             name: MimicHead(self.encoder.embed_dim, teacher.dim, **(mimic_head or {}))
             for name, teacher in self.teachers.items()

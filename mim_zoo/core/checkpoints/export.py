@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from ..encoders.vit import ViTEncoder
 from .keys import Converted, StateDict
 from .layouts import identity, timm_vit_to_openmmlab, timm_vit_to_vitdet
 from .read import PretrainedEncoder, load_pretrained_encoder
@@ -95,8 +96,19 @@ def convert_for(pretrained: PretrainedEncoder, target: str) -> Converted:
     return rules[pretrained.canonical](pretrained.state_dict)
 
 
+def timm_create_call(encoder: ViTEncoder, file: str) -> str:
+    """The ``timm.create_model(...)`` call that builds ``encoder``'s architecture (arch and size arguments) and loads
+    its ``--to timm`` export ``file`` strictly (timm's pretrained loading: ``load_state_dict(strict=True)``)."""
+    kwargs = encoder.timm_create_kwargs()
+    arch = kwargs.pop("model_name")
+    args = ", ".join([repr(arch), "pretrained=True", f"pretrained_cfg_overlay=dict(file={file!r})"]
+                     + [f"{k}={v!r}" for k, v in kwargs.items()])
+    return f"timm.create_model({args})"
+
+
 def export_encoder(checkpoint: str, target: str, out: str) -> dict:
-    """Write the encoder of ``checkpoint`` for ``target`` to ``out``; return the saved object's ``meta``."""
+    """Write the encoder of ``checkpoint`` for ``target`` to ``out``; return the saved object's ``meta``, with
+    ``loads_with``: how the target library loads the file (for ``timm``, the exact ``timm.create_model`` call)."""
     pretrained = load_pretrained_encoder(checkpoint)
     converted = convert_for(pretrained, target)
     meta = dict(method=pretrained.method, epoch=pretrained.epoch, source=os.path.abspath(checkpoint),
@@ -105,4 +117,6 @@ def export_encoder(checkpoint: str, target: str, out: str) -> dict:
     state = {k: v.contiguous() for k, v in converted.state_dict.items()}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     torch.save(EXPORTS[target].package(state, meta), out)
-    return meta
+    if target == "timm" and isinstance(pretrained.encoder, ViTEncoder):
+        return {**meta, "loads_with": timm_create_call(pretrained.encoder, out)}
+    return {**meta, "loads_with": EXPORTS[target].loads_with.replace("FILE", repr(out))}

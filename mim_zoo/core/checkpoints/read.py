@@ -20,6 +20,9 @@ import ast
 import importlib
 import os
 import os.path as osp
+import pickle
+import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,16 +111,66 @@ def parse_config_text(text: str) -> dict[str, Any]:
     return values
 
 
+def checkpoint_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a complete checkpoint file, in a few words, or ``None`` if it is one.
+
+    ``torch.save`` writes a zip archive whose central directory comes last, so a file cut short (a killed write, an
+    interrupted copy) is no zip archive; this check reads that directory only (cheap even for multi-GB files).
+    Legacy non-zip files are loaded: a complete one pickling objects ``weights_only`` refuses counts as complete
+    (reading it is :func:`read_checkpoint`'s business).
+    """
+    path = os.fspath(path)
+    if not osp.isfile(path):
+        return "it does not exist" if not osp.exists(path) else "it is not a file"
+    size = osp.getsize(path)
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if any(name.endswith("data.pkl") for name in archive.namelist()):
+                    return None
+        except (zipfile.BadZipFile, OSError) as err:
+            return f"its zip archive is damaged ({err})"
+        return "it is a zip archive without pickled data (data.pkl), not a torch.save file"
+    if size == 0:
+        return "it is empty (0 bytes)"
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" in str(err):  # complete, with globals weights_only refuses
+            return None
+        reason = type(err).__name__
+    except Exception as err:  # noqa: BLE001 - any other failure means "not usable"
+        reason = type(err).__name__
+    else:
+        return None
+    return (f"it is truncated or damaged: no complete zip archive (torch.save's format), and it does not load as "
+            f"a legacy torch file either ({reason}; {size} bytes)")
+
+
+def _load_refusal(err: Exception) -> str:
+    """What ``torch.load(weights_only=True)`` refused, in one line: the global it does not allow, else the first
+    line of its message (without the terminal escapes torch puts in it)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if refused:
+        return f"it pickles {refused.group(1)}, which weights_only refuses"
+    return text.splitlines()[0].rstrip(".") if text else type(err).__name__
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """``torch.load(path, weights_only=True)`` with errors that say what to do."""
     path = os.fspath(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f"pretraining checkpoint {path!r} does not exist (e.g. work_dirs/<cfg>/epoch_800.pth)")
+    problem = checkpoint_problem(path)
+    if problem:
+        raise CheckpointError(f"{path!r} is not a usable checkpoint: {problem}. Copy it again, or pass another "
+                              "checkpoint (tools/train.py writes complete ones: WORK_DIR/epoch_N.pth)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError or RuntimeError depending on the version
         raise CheckpointError(
-            f"{path!r} cannot be opened with torch.load(weights_only=True): {str(err).splitlines()[0]}. mim_zoo "
+            f"{path!r} cannot be opened with torch.load(weights_only=True): {_load_refusal(err)}. mim_zoo "
             "checkpoints are weights-only loadable (mim_zoo.engine.compat); convert a file you trust from elsewhere "
             "with `tools/convert_checkpoint.py` (`--list` shows the layouts it reads)."
         ) from err

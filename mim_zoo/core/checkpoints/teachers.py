@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import timm
 from torch import Tensor, nn
 
 from ..targets import teacher_state_dict
@@ -48,15 +47,19 @@ def _depth(state: StateDict, prefix: str) -> int:
 
 def teacher_model(arch: str, model_kwargs: dict[str, int], state: StateDict) -> nn.Module:
     """The timm ViT a converted teacher state dict fits (``arch`` with ``model_kwargs``; its head if it has one)."""
+    from timm import create_model  # timm loads when a teacher is converted, not with the layouts
+
     head = state["head.weight"].shape[0] if "head.weight" in state else 0
-    return timm.create_model(arch, pretrained=False, num_classes=head, **model_kwargs)
+    return create_model(arch, pretrained=False, num_classes=head, **model_kwargs)
 
 
 def teacher_to_timm(raw: StateDict, arch: str, model_kwargs: dict[str, int], num_classes: int,
                     source: str) -> StateDict:
     """``raw`` (an original teacher layout) -> the state dict of ``timm.create_model(arch, **model_kwargs)`` with
     a ``num_classes`` head (0: none)."""
-    model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **model_kwargs)
+    from timm import create_model  # timm loads when a teacher is converted, not with the layouts
+
+    model = create_model(arch, pretrained=False, num_classes=num_classes, **model_kwargs)
     state = teacher_state_dict(raw, model, arch, source, keep_head=num_classes > 0)
     model.load_state_dict(state)  # fp16 CLIP weights -> the model's fp32, names and shapes checked above
     return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -39,11 +39,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-from mmpretrain.models.backbones import MixMIMTransformer
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..registry import ENCODER_INITS, MODELS, registered_names
+from ..registry import ENCODER_INITS, MODELS, InvalidValueError, registered_names
 from ..tokens import patchify, sincos_pos_embed_2d, unpatchify
 from .window_attention import from_windows, mixmim_block, same_source_bias, to_windows
 
@@ -68,13 +67,22 @@ def upsample_mask(mask: Tensor, grid_size: GridSize, size: GridSize) -> Tensor:
     return up.reshape(*lead, size[0] * size[1]).to(mask.dtype)
 
 
+def _mixmim_transformer() -> type:
+    """mmpretrain's ``MixMIMTransformer``, imported when an encoder is built: importing mmpretrain's models imports
+    mmdet and mmcv's compiled ops, which ``import mim_zoo`` and every lookup in the registry should not pay for."""
+    from mmpretrain.models.backbones import MixMIMTransformer
+
+    return MixMIMTransformer
+
+
 def _arch_settings(arch: str | dict) -> dict:
     """mmpretrain's ``MixMIMTransformer.arch_zoo`` entry (or the given dict), checked."""
     if isinstance(arch, str):
-        if arch.lower() not in MixMIMTransformer.arch_zoo:
+        arch_zoo = _mixmim_transformer().arch_zoo
+        if arch.lower() not in arch_zoo:
             raise ValueError(f"unknown MixMIM arch {arch!r}; choose from base, large, huge or pass a dict "
                              "{embed_dims, depths, num_heads}")
-        return MixMIMTransformer.arch_zoo[arch.lower()]
+        return arch_zoo[arch.lower()]
     missing = {"embed_dims", "depths", "num_heads"} - set(arch)
     if missing:
         raise ValueError(f"a custom MixMIM arch needs embed_dims, depths and num_heads; missing {sorted(missing)}")
@@ -112,7 +120,7 @@ class MixMIMEncoder(BaseModule):
             raise ValueError(f"window_size needs one entry per stage ({len(depths)}), got {list(window_size)}")
         self.mixmim_kwargs = dict(arch=arch, img_size=img_size, patch_size=patch_size,
                                   window_size=list(window_size), drop_path_rate=drop_path_rate)
-        self.mixmim = MixMIMTransformer(**self.mixmim_kwargs)
+        self.mixmim = _mixmim_transformer()(**self.mixmim_kwargs)
         self.grad_checkpointing = grad_checkpointing
         self.init_scheme = init
         self._check_geometry(img_size, list(window_size))
@@ -120,9 +128,9 @@ class MixMIMEncoder(BaseModule):
 
     def _check_geometry(self, img_size: int, window_size: list[int]) -> None:
         if img_size % self.patch_size:
-            raise ValueError(
-                f"img_size {img_size} is not divisible by the encoder's output stride {self.patch_size} "
-                f"(patch_size x 2^{self.num_stages - 1}); MixMIM-B uses 224 = 7 x 32"
+            raise InvalidValueError(
+                f"{img_size} is not a multiple of the encoder's output stride {self.patch_size} "
+                f"(patch_size x 2^{self.num_stages - 1}); MixMIM-B uses 224 = 7 x 32", "img_size"
             )
         for stage, ((h, w), win) in enumerate(zip(self.stage_grids, window_size, strict=True)):
             if min(h, w) > win and (h % win or w % win):
@@ -253,4 +261,4 @@ class MixMIMEncoder(BaseModule):
 
     def build_canonical(self) -> nn.Module:
         """A fresh mmpretrain ``MixMIMTransformer`` of this architecture (its forward pools to ``[B, D]``)."""
-        return MixMIMTransformer(**self.mixmim_kwargs)
+        return _mixmim_transformer()(**self.mixmim_kwargs)

@@ -16,15 +16,34 @@ paper named by ``init``, which the algorithm's module registers in ``ENCODER_INI
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import ModuleType
 
-import timm
 import torch
 from mmengine.model import BaseModule, initialize
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..registry import ENCODER_INITS, MODELS, registered_names
+from ..registry import ENCODER_INITS, MODELS, InvalidValueError, registered_names
 from ..tokens import gather_tokens, patchify, sincos_pos_embed_2d, unpatchify
+
+
+def _timm() -> ModuleType:
+    """timm, imported when an encoder is built: ``import timm`` imports torchvision, whose ops import
+    ``torch._dynamo`` (about as long as ``import torch``), which a registry lookup should not wait for."""
+    import timm
+
+    return timm
+
+
+def _check_patches_tile(img_size: int | Sequence[int], patch_size: int) -> None:
+    """Refuse an image side that is not a multiple of the patch size (timm would silently drop the remainder)."""
+    sides = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    for side in dict.fromkeys(sides):
+        if side % patch_size:
+            raise InvalidValueError(
+                f"{side} is not a multiple of {patch_size} (img_size={img_size}, patch_size={patch_size}): the patches "
+                "must tile the image; choose a patch_size that divides img_size, or an img_size that is a multiple of "
+                "it (and the same crop size in the data pipeline)", "patch_size")
 
 
 @MODELS.register_module()
@@ -64,7 +83,8 @@ class ViTEncoder(BaseModule):
                              f"({', '.join(map(repr, registered_names(ENCODER_INITS)))}), got {init!r}")
         self.arch = arch
         self.timm_kwargs = dict(img_size=img_size, **timm_kwargs)
-        self.vit = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="", **self.timm_kwargs)
+        self.vit = _timm().create_model(arch, pretrained=False, num_classes=0, global_pool="", **self.timm_kwargs)
+        _check_patches_tile(img_size, self.patch_size)
         if self.vit.cls_token is None or self.vit.num_prefix_tokens != 1 or self.vit.no_embed_class:
             raise ValueError(f"{arch}: mim_zoo's ViT adapter expects one class token with its own position")
         self.grad_checkpointing = grad_checkpointing
@@ -236,4 +256,4 @@ class ViTEncoder(BaseModule):
 
     def build_canonical(self) -> nn.Module:
         """A fresh, randomly initialised timm model of this architecture."""
-        return timm.create_model(pretrained=False, **self.timm_create_kwargs())
+        return _timm().create_model(pretrained=False, **self.timm_create_kwargs())

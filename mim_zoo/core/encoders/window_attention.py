@@ -36,10 +36,14 @@ Written anew; no code is copied.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
-from mmpretrain.models.utils import WindowMSA
 from torch import Tensor, nn
+
+if TYPE_CHECKING:  # mmpretrain is imported when a MixMIM encoder is built, not when this module is
+    from mmpretrain.models.utils import WindowMSA
 
 
 def relative_position_bias(attn: WindowMSA) -> Tensor:

@@ -62,7 +62,8 @@ class PreflightHook(Hook):
             except ValueError as err:
                 raise RunAborted(f"{type(model).__name__} cannot train on a per-process batch of {size} "
                                  f"({world} process(es), train_dataloader.batch_size={loader.batch_size}, "
-                                 f"drop_last={loader.drop_last}): {err}") from err
+                                 f"drop_last={loader.drop_last}): {err}. Set train_dataloader.batch_size to a size it "
+                                 "takes, with drop_last=True so that no smaller last batch is drawn") from err
 
     @staticmethod
     def _check_image_size(model: BaseMIM, loader: Any) -> None:

@@ -24,7 +24,8 @@ def _due(runner: Any, interval: int) -> bool:
 class ReconstructionVisHook(Hook):
     """Every ``interval`` epochs (and after the last), draw reconstructions of fixed training images.
 
-    The same images (spread over the training set), crops and masks every time, drawn under a fixed seed without
+    The same images (spread over the training set; rows labelled with their file names), crops and masks every time,
+    the columns explained in a caption (the algorithm's ``reconstruction_notes``), drawn under a fixed seed without
     touching the training random streams (so resume stays bit-exact). Writes
     ``WORK_DIR/<out_dir>/reconstruction_epoch_N.png`` and sends the picture to the visualizer (TensorBoard). Rank 0
     only; skipped under FSDP, whose shards rank 0 cannot run alone.
@@ -55,8 +56,11 @@ class ReconstructionVisHook(Hook):
             images = model.data_preprocessor(batch, False)["inputs"]
             images = images[0] if isinstance(images, (list, tuple)) else images
             panels = visualize_batch(model, images, self.seed)
+        names = [osp.basename(s["data_samples"].metainfo.get("img_path") or f"sample {i}")
+                 for s, i in zip(samples, picks, strict=True)]
         out_file = osp.join(runner.work_dir, self.out_dir, f"reconstruction_epoch_{runner.epoch + 1}.png")
-        rgb = render_grid(panels, out_file, title=f"{type(model).__name__}, epoch {runner.epoch + 1}")
+        rgb = render_grid(panels, out_file, title=f"{type(model).__name__}, epoch {runner.epoch + 1} (training images)",
+                          row_labels=names, notes=model.reconstruction_notes)
         runner.visualizer.add_image("reconstruction", rgb, step=runner.epoch + 1)
         runner.logger.info(f"reconstructions written to {out_file}")
 
@@ -72,4 +76,6 @@ class LossCurveHook(Hook):
 
     def after_train_epoch(self, runner: Any) -> None:
         if is_main_process() and _due(runner, self.interval):
-            plot_loss_curve(runner.work_dir, osp.join(runner.work_dir, self.out_file))
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            plot_loss_curve(runner.work_dir, osp.join(runner.work_dir, self.out_file),
+                            title=f"{type(model).__name__} training loss ({osp.basename(runner.work_dir)})")

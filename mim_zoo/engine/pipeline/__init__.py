@@ -22,9 +22,9 @@ from .geometry import (
     scaled_resized_crop,
     stored_window,
 )
-from .switch import apply_pipeline_impl, default_workers, resolve_workers, select_pipeline
+from .switch import apply_pipeline_impl, default_workers, pipeline_key, resolve_workers, select_pipeline
 
 __all__ = ["CropBox", "DecodeRandomResizedCrop", "DeferredRandomFlip", "NvJpegDataPreprocessor", "PackEncodedInputs",
            "apply_pipeline_impl", "collate_encoded", "dct_scale", "decoded_window", "default_workers", "orient",
-           "resize_window", "resized_crop", "resolve_decoder", "resolve_workers", "scaled_resized_crop",
+           "pipeline_key", "resize_window", "resized_crop", "resolve_decoder", "resolve_workers", "scaled_resized_crop",
            "select_pipeline", "stored_window"]

@@ -172,7 +172,7 @@ class DecodeRandomResizedCrop(RandomResizedCrop):
         decoder: the CPU decoder of JPEGs: ``"turbojpeg"`` (only the pixels the crop needs; libjpeg-turbo >= 3.0,
             :mod:`~mim_zoo.engine.pipeline.turbojpeg`), ``"opencv"`` (the whole image), or ``"auto"`` (the first
             where it is installed, else the second): the same pixels either way.
-        on_corrupt, max_skipped: unreadable files, as ``CheckedLoadImage``.
+        on_corrupt, max_skipped, config_key: unreadable files, as ``CheckedLoadImage``.
         backend_args: mmengine file backend arguments, as ``LoadImageFromFile``.
     """
 
@@ -180,7 +180,7 @@ class DecodeRandomResizedCrop(RandomResizedCrop):
                  aspect_ratio_range: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0), max_attempts: int = 10,
                  interpolation: str = "bilinear", dct_headroom: float | None = 2.0, decode: str = "cpu",
                  decoder: str = "auto", on_corrupt: str = "raise", max_skipped: int | None = 100,
-                 backend_args: dict | None = None) -> None:
+                 backend_args: dict | None = None, config_key: str | None = None) -> None:
         check_interpolation(interpolation)
         if decode not in ("cpu", "device"):
             raise ValueError(f"DecodeRandomResizedCrop decode must be 'cpu' or 'device', got {decode!r}")
@@ -192,7 +192,7 @@ class DecodeRandomResizedCrop(RandomResizedCrop):
         self.scale = tuple(self.scale)  # (h, w)
         self.dct_headroom, self.decode, self.backend_args = dct_headroom, decode, backend_args
         self.decoder = resolve_decoder(decoder)
-        self.unreadable = UnreadableImages(type(self).__name__, on_corrupt, max_skipped)
+        self.unreadable = UnreadableImages(type(self).__name__, on_corrupt, max_skipped, config_key)
 
     @property
     def num_skipped(self) -> int:

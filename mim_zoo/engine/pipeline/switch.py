@@ -11,23 +11,51 @@ preprocessor, so ``--cfg-options pipeline_impl=mmpretrain`` switches all three t
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 
 import torch
 from mmengine.config import Config
+from mmengine.registry import TRANSFORMS
 
 WORKERS_CAP = 16
 
 
 def apply_pipeline_impl(cfg: Config) -> None:
-    """Install ``cfg.pipelines[cfg.pipeline_impl]`` (nothing for configs without ``pipeline_impl``)."""
+    """Install ``cfg.pipelines[cfg.pipeline_impl]`` (nothing for configs without ``pipeline_impl``), then give each
+    step that reads images its config key (:func:`locate_steps`)."""
     impl = cfg.get("pipeline_impl")
-    if impl is None:
-        return
-    if impl == "nvjpeg" and not torch.cuda.is_available():
-        raise ValueError("pipeline_impl='nvjpeg' decodes the JPEGs on a CUDA GPU with nvjpeg, and this machine has "
-                         "none; use pipeline_impl='fast' (the CPU pipeline with the same output distribution)")
-    select_pipeline(cfg, impl)
+    if impl is not None:
+        if impl == "nvjpeg" and not torch.cuda.is_available():
+            raise ValueError("pipeline_impl='nvjpeg' decodes the JPEGs on a CUDA GPU with nvjpeg, and this machine "
+                             "has none; use pipeline_impl='fast' (the CPU pipeline with the same output distribution)")
+        select_pipeline(cfg, impl)
+    locate_steps(cfg)
+
+
+def pipeline_key(cfg: Config) -> str:
+    """The config key ``--cfg-options`` edits the training pipeline at: ``pipelines.<impl>.pipeline`` for a config
+    with a ``pipeline_impl`` switch (:func:`select_pipeline` refuses direct edits), else
+    ``train_dataloader.dataset.pipeline``."""
+    impl = cfg.get("pipeline_impl")
+    return f"pipelines.{impl}.pipeline" if impl is not None else "train_dataloader.dataset.pipeline"
+
+
+def locate_steps(cfg: Config) -> None:
+    """Tell each step of the training pipeline that takes a ``config_key`` (the steps that read images:
+    ``CheckedLoadImage``, ``DecodeRandomResizedCrop``) its key, so that an unreadable file's error names the
+    override that skips such files (``--cfg-options pipelines.fast.pipeline.0.on_corrupt=skip``). ``train_pipeline``
+    gets the same keys while it equals the dataset's pipeline, so that a prepared config (the copy the Runner saves
+    in the work dir) passes :func:`select_pipeline` again."""
+    pipeline = ((cfg.get("train_dataloader") or {}).get("dataset") or {}).get("pipeline") or []
+    twins = [pipeline] + ([cfg.train_pipeline] if cfg.get("train_pipeline") == pipeline else [])
+    key = pipeline_key(cfg)
+    for index, step in enumerate(pipeline):
+        kind = step.get("type") if isinstance(step, dict) else None
+        cls = TRANSFORMS.get(kind) if isinstance(kind, str) else kind
+        if isinstance(cls, type) and "config_key" in inspect.signature(cls).parameters:
+            for steps in twins:
+                steps[index].setdefault("config_key", f"{key}.{index}")
 
 
 def select_pipeline(cfg: Config, impl: str) -> None:
