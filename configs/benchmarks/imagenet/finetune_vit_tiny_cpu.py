@@ -16,8 +16,10 @@ embed_dims = 64
 max_epochs = 2
 warmup_epochs = 1
 
+# top level, merged with the base's mean, std and to_rgb (the Runner gives it to a model without one of its own:
+# a model.data_preprocessor of only num_classes fed the ViT unnormalised BGR pixels)
+data_preprocessor = dict(num_classes=10)
 model = dict(
-    data_preprocessor=dict(num_classes=10),
     backbone=dict(
         arch=dict(_delete_=True, embed_dims=embed_dims, num_layers=2, num_heads=4, feedforward_channels=4 * embed_dims),
         img_size=img_size, patch_size=4),

@@ -17,8 +17,10 @@ num_layers = 2
 max_epochs = 2
 warmup_epochs = 1
 
+# top level, merged with the base's mean, std and to_rgb (the Runner gives it to a model without one of its own:
+# a model.data_preprocessor of only num_classes fed the ViT unnormalised BGR pixels)
+data_preprocessor = dict(num_classes=10)
 model = dict(
-    data_preprocessor=dict(num_classes=10),
     backbone=dict(
         # `_delete_`: replaces the base's arch='base' string
         arch=dict(_delete_=True, embed_dims=embed_dims, num_layers=num_layers, num_heads=4,
