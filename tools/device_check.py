@@ -637,6 +637,8 @@ def default_official_mae() -> str | None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # as mim_zoo.engine.cli.tool_parser, without importing mim_zoo before the arguments are parsed
+    parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="every step, as tools/device_check.sh runs them")
     run.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: the CPU twin")
@@ -685,6 +687,13 @@ def run_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from mim_zoo.engine.cli import one_line_errors
+
+    with one_line_errors(args.debug):
+        return command(args)
+
+
+def command(args: argparse.Namespace) -> int:
     if args.command == "run":
         return run_command(args)
     if args.command == "env":

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -227,7 +228,7 @@ class RunNeeds:
 def cpu_flags() -> frozenset[str] | None:
     """The processor's feature flags from ``/proc/cpuinfo`` (x86 ``flags``, Arm ``Features``); ``None`` elsewhere."""
     try:
-        text = open("/proc/cpuinfo").read()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return None
     for line in text.splitlines():
@@ -277,7 +278,7 @@ def device_support(kind: str | None = None) -> DeviceSupport:
 
 def _cpu_model() -> str:
     try:
-        for line in open("/proc/cpuinfo").read().splitlines():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
