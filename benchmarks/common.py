@@ -25,6 +25,7 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 from torch import Tensor, nn
 
 from mim_zoo.engine.catalogue import load_catalogue, replace_readme_section  # noqa: F401  (the scripts' too)
+from mim_zoo.engine.env import cpu_model
 from mim_zoo.engine.flops import bf16_supported  # noqa: F401  (the scripts' too)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,7 +189,7 @@ def machine_info(device: torch.device, threads: int) -> dict[str, Any]:
     """What the numbers were measured on: versions, processor or GPU, threads, load average."""
     info: dict[str, Any] = {
         "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-        "device": str(device), "threads": threads, "cpu_count": os.cpu_count(), "cpu": _cpu_model(),
+        "device": str(device), "threads": threads, "cpu_count": os.cpu_count(), "cpu": cpu_model(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     if device.type == "cuda":
@@ -198,11 +199,3 @@ def machine_info(device: torch.device, threads: int) -> dict[str, Any]:
     return info
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

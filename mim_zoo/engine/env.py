@@ -272,18 +272,21 @@ def device_support(kind: str | None = None) -> DeviceSupport:
     fp16 = _cpu_native(flags, {"avx512_fp16", "amx_fp16"}, {"fphp", "asimdhp"}, "_is_avx512_fp16_supported")
     shown = sorted((flags or frozenset()) & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16",
                                                "amx_fp16", "bf16", "asimdhp"})
-    name = f"{_cpu_model()} ({' '.join(shown) or 'flags unknown'})"
+    name = f"{cpu_model()} ({' '.join(shown) or 'flags unknown'})"
     return DeviceSupport("cpu", name, native_bf16=bf16, native_fp16=fp16, compiler=_c_compiler("cpu"))
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The processor's name (``/proc/cpuinfo``'s ``model name``, else ``platform.processor()``, else "unknown")."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return "CPU"
+    import platform
+
+    return platform.processor() or "unknown"
 
 
 def _dtype_name(value: object) -> str | None:

@@ -17,12 +17,12 @@ import os
 import platform
 import subprocess
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from .catalogue import default_root
+from .env import cpu_model
 
 # distributions whose versions a result depends on (import names differ: mmsegmentation is `mmseg`)
 PACKAGES = ("torch", "torchvision", "timm", "mmengine", "mmcv", "mmpretrain", "mmsegmentation", "mmdet", "numpy")
@@ -81,16 +81,6 @@ def device_info(device: torch.device | None = None, world_size: int | None = Non
     else:
         info.update(name=cpu_model(), threads=torch.get_num_threads())
     return info
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def environment(cfg: Any = None, device: torch.device | None = None, root: str | os.PathLike | None = None,
