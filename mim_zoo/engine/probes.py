@@ -136,6 +136,17 @@ def standardize(train: Tensor, test: Tensor, eps: float = 1e-6) -> tuple[Tensor,
 
 
 @contextlib.contextmanager
+def intra_op_threads(count: int) -> Iterator[None]:
+    """``torch.set_num_threads(count)`` inside the block; the previous setting is restored."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
 def threads_for(x: Tensor, small: int = 1 << 22) -> Iterator[None]:
     """One intra-op thread while working on a small CPU tensor (fewer than ``small`` elements): the ops of a probe
     on a few thousand features take microseconds, less than OpenMP's synchronisation between threads (one thread
@@ -143,12 +154,8 @@ def threads_for(x: Tensor, small: int = 1 << 22) -> Iterator[None]:
     if x.device.type != "cpu" or x.numel() >= small:
         yield
         return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with intra_op_threads(1):
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def fit_logistic(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, max_iter: int = 200) -> nn.Linear:

@@ -17,6 +17,7 @@ from mmengine.runner import Runner
 import mim_zoo  # noqa: F401  (the compatibility fixes: checkpoints load with weights_only=True)
 from mim_zoo.engine.catalogue import load_catalogue
 from mim_zoo.engine.config import load_config, prepare_config
+from mim_zoo.engine.probes import intra_op_threads
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(REPO, "tools", "train.py")
@@ -72,12 +73,8 @@ def assert_same_training_state(expected: dict, actual: dict) -> None:
 @contextlib.contextmanager
 def single_thread() -> Iterator[None]:
     """In-process training with one intra-op thread (as :func:`subprocess_env`), restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with intra_op_threads(1):
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def build_runner(config: str, work_dir: str, options: dict | None = None, launcher: str = "none") -> Runner:
